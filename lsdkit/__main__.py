@@ -1,0 +1,5 @@
+import sys
+
+from lsdkit.cli import main
+
+sys.exit(main())

@@ -1,0 +1,1 @@
+"""Models: shared transformer blocks, autoencoders (LSD-TN / LSD-NM), MLM baseline, latent diffusion."""
