@@ -50,9 +50,9 @@ class Alphabet:
 
     def __post_init__(self):
         for k, v in self.ambiguous.items():
-            if len(k) != 1 or not k.isalpha() or k.upper() in STANDARD + "X":
+            if len(k) != 1 or not (k.isascii() and k.isalpha()) or k.upper() in STANDARD + "X":
                 raise ValueError(f"ambiguous-letter rule {k!r}->{v!r}: key must be a non-standard letter")
-            if v.upper() not in STANDARD + "X":
+            if len(v) != 1 or v.upper() not in STANDARD + "X":
                 raise ValueError(f"ambiguous-letter rule {k!r}->{v!r}: target must be a standard residue or X")
         # byte -> token lookup table; -1 marks an illegal byte
         lut = np.full(256, -1, dtype=np.int64)
@@ -63,6 +63,9 @@ class Alphabet:
             tok = UNK if v.upper() == "X" else FIRST_RESIDUE + STANDARD.index(v.upper())
             lut[ord(k.upper())] = lut[ord(k.lower())] = tok
         object.__setattr__(self, "_lut", lut)
+
+    def __hash__(self) -> int:  # the rule table is a dict; hash by the vocabulary signature
+        return hash(self.signature())
 
     # -- vocabulary -------------------------------------------------------------------------
     @property
@@ -97,8 +100,9 @@ class Alphabet:
         if not seq:
             raise SequenceError(f"record {record!r}: empty sequence", record=record)
         if max_len is not None and len(seq) > max_len:
-            raise SequenceError(f"record {record!r}: sequence has {len(seq)} residues, more than "
-                                f"max_len={max_len}", record=record)
+            raise SequenceError(f"record {record!r}: position {max_len + 1}: sequence has {len(seq)} "
+                                f"residues, more than max_len={max_len}", record=record,
+                                position=max_len + 1, letter=seq[max_len])
         try:
             raw = np.frombuffer(seq.encode("ascii"), dtype=np.uint8)
         except UnicodeEncodeError:
@@ -136,6 +140,9 @@ class Alphabet:
                      max_len: int | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Encode and right-pad with PAD. Returns ``(tokens [B, L], mask [B, L] bool)``."""
         ids = ids if ids is not None else [f"#{i}" for i in range(len(seqs))]
+        if len(seqs) == 0 or len(ids) != len(seqs):
+            raise ValueError(f"batch_encode needs a non-empty list of sequences and one id per sequence "
+                             f"(got {len(seqs)} sequences, {len(ids)} ids)")
         enc = [self.encode(s, record=r, max_len=max_len) for s, r in zip(seqs, ids)]
         L = max(len(e) for e in enc)
         tokens = np.full((len(enc), L), PAD, dtype=np.int64)

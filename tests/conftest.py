@@ -1,0 +1,38 @@
+"""Shared fixtures.
+
+* ``data_dir`` - the real data directory from ``LSDKIT_DATA`` (CI sets it to the shared data);
+  tests that use it are skipped, with the reason, when it is unset.
+* ``fixture_fasta`` - 64 real Swiss-Prot 2014 sequences (length 50-300, one containing a
+  selenocysteine ``U``) copied from ``tests/fixtures/swissprot64.fasta`` into ``tmp_path``.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
+SWISSPROT64 = FIXTURES / "swissprot64.fasta"
+
+
+@pytest.fixture
+def data_dir() -> Path:
+    """The directory named by ``LSDKIT_DATA``; skip when it is unset or missing."""
+    value = os.environ.get("LSDKIT_DATA")
+    if not value:
+        pytest.skip("LSDKIT_DATA is not set: this test needs the real data directory")
+    path = Path(value).expanduser()
+    if not path.is_dir():
+        pytest.skip(f"LSDKIT_DATA={value!r} is not a directory")
+    return path
+
+
+@pytest.fixture
+def fixture_fasta(tmp_path) -> Path:
+    """A writable copy of the 64-sequence Swiss-Prot fixture."""
+    dest = tmp_path / "swissprot64.fasta"
+    shutil.copyfile(SWISSPROT64, dest)
+    return dest
