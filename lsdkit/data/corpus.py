@@ -37,11 +37,12 @@ from lsdkit.data.batching import (EpochLoader, SequenceDataset, TokenBudgetBatch
                                   make_loader, pack_batches, pack_sorted,
                                   padding_fraction_of)
 from lsdkit.data.fasta import FastaError, FastaRecord, open_text, read_fasta
-from lsdkit.data.sources import DataError, data_dir as resolve_data_dir
+from lsdkit.data.bundle import FULL_FASTA, FULL_SOURCE
+from lsdkit.data.sources import DataError, corpus_fasta
 
 log = logging.getLogger(__name__)
 
-DEFAULT_FASTA = "swissprot2014_go_metastudent/swissprot2014_sequences.fasta.xz"
+DEFAULT_FASTA = f"{FULL_SOURCE}/{FULL_FASTA}"   # relative to the data directory
 SWISSPROT_2014_RECORDS = 516_371
 _CACHE_VERSION = 1
 _CHUNK = 8192   # records encoded per vectorised step
@@ -51,7 +52,7 @@ _CHUNK = 8192   # records encoded per vectorised step
 class CorpusConfig:
     """What the corpus holds. ``cache_dir`` only changes speed, never content."""
 
-    fasta: str | None = None        # default: <data_dir>/DEFAULT_FASTA
+    fasta: str | None = None        # default: sources.corpus_fasta(data_dir)
     min_len: int = 30
     max_len: int = 512
     dedupe: bool = True
@@ -227,12 +228,14 @@ class Corpus:
     @classmethod
     def load(cls, cfg: CorpusConfig | None = None, data_dir: str | os.PathLike | None = None, *,
              exclude: Iterable[str] = (), alphabet: Alphabet = ALPHABET) -> Corpus:
-        """Read ``cfg.fasta`` (default: Swiss-Prot 2014 in the data directory) and apply ``cfg``.
+        """Read ``cfg.fasta`` and apply ``cfg``. Default FASTA: Swiss-Prot 2014 in the data
+        directory, or the bundled 3,000-sequence sample when no data directory is configured
+        (:func:`lsdkit.data.sources.corpus_fasta`).
 
         ``exclude`` adds accessions to drop beyond the files in ``cfg.exclude_ids``.
         """
         cfg = cfg or CorpusConfig()
-        fasta = Path(cfg.fasta).expanduser() if cfg.fasta else resolve_data_dir(data_dir) / DEFAULT_FASTA
+        fasta = Path(cfg.fasta).expanduser() if cfg.fasta else corpus_fasta(data_dir)
         arrays = load_encoded(fasta, limit=cfg.limit, cache_dir=cfg.cache_dir, alphabet=alphabet)
         return cls(cfg, *arrays, exclude=exclude)
 
