@@ -1,0 +1,531 @@
+"""One model-agnostic Trainer (AdamW, warm-up + cosine, clipping, bf16 on CUDA, resume, DDP).
+
+Model protocol: ``model.loss(batch) -> (loss, metrics: dict[str, float])``, optionally
+``model.validation_metrics(batch) -> dict``, a ``model.config`` dataclass and a ``model.kind``
+string. Parameters with ``requires_grad=False`` are not trained (the diffusion model freezes its
+encoder). Loaders are any iterable of batch dicts (``make_loader`` from ``lsdkit.data.corpus`` or a
+plain list); ``set_epoch(e)`` is called on the loader, its sampler/batch sampler and dataset
+where they have one, so the data order depends only on (seed, epoch).
+
+Run directory: ``metrics.jsonl`` (one JSON object per line: ``split`` train/valid, ``step``, ...)
+and checkpoints ``step_NNNNNN/`` with a ``latest`` pointer (see ``lsdkit.checkpoint``).
+
+Resume (``Trainer(..., resume=True)``) restores weights, optimizer, step, epoch, the batch index
+within the epoch (batches already seen are skipped), every RNG (torch CPU/CUDA, numpy, python;
+one set per rank) and the thread count, then drops metric lines written after the checkpoint:
+a killed and resumed run reproduces the uninterrupted loss curve exactly (same thread count; with
+``num_workers > 0`` only if the dataset's randomness depends on (seed, epoch, index) alone).
+Validation runs under its own fixed seed and leaves the training RNG streams untouched.
+Seeding: the caller seeds before building the model (initial weights); the Trainer then seeds
+python/numpy/torch with ``seed + rank`` for the training streams (noise, masks, sampling).
+
+Distributed: under ``torchrun`` (``WORLD_SIZE`` > 1) the Trainer joins the process group (gloo on
+CPU, nccl on CUDA) and wraps the model in DDP; each rank gets its shard from
+``make_loader(..., num_replicas, rank)``. Gradients are averaged over ranks (each rank's loss is its
+own batch mean); the logged loss is the rank mean; other logged train metrics are rank 0's.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+import json
+import math
+import os
+import random
+import sys
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch import nn
+from tqdm.auto import tqdm
+
+from lsdkit.checkpoint import latest_checkpoint, load_trainer_state, load_weights, save_checkpoint
+
+
+class TrainingDiverged(RuntimeError):
+    """The loss (or gradient norm) became NaN/inf; the message names the step."""
+
+
+@dataclass
+class TrainConfig:
+    lr: float = 3e-4
+    min_lr_ratio: float = 0.1            # cosine decays to lr·min_lr_ratio at max_steps
+    weight_decay: float = 0.01           # on matrices/embeddings only, not biases or norms
+    betas: tuple[float, float] = (0.9, 0.98)
+    warmup_steps: int = 200
+    max_steps: int = 10_000
+    max_minutes: float | None = None     # stop (with a checkpoint) after this wall time
+    grad_clip: float = 1.0               # max global grad norm; 0 disables
+    seed: int = 0
+    batch_tokens: int = 8192             # token budget per batch (per rank); used by loader builders
+    eval_every: int = 500
+    eval_batches: int = 20
+    ckpt_every: int = 1000
+    keep_checkpoints: int | None = 3     # newest step directories kept (None: all)
+    log_every: int = 10
+    amp: bool = True                     # bf16 autocast on CUDA (ignored on CPU)
+    num_workers: int = 0
+    num_threads: int | None = None       # torch CPU threads; None keeps the current setting
+    device: str = "auto"                 # auto | cpu | cuda | cuda:N
+    progress: bool = True
+
+
+def lr_at(step: int, cfg: TrainConfig) -> float:
+    """Learning rate for optimizer step ``step`` (0-based): linear warm-up, then cosine decay."""
+    if step < cfg.warmup_steps:
+        return cfg.lr * (step + 1) / cfg.warmup_steps
+    progress = min(1.0, (step - cfg.warmup_steps) / max(1, cfg.max_steps - cfg.warmup_steps))
+    return cfg.lr * (cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress)))
+
+
+# --- RNG state, seeding -------------------------------------------------------------------------------
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def rng_state() -> dict:
+    """All RNG states of this process as JSON values (torch CPU/CUDA, numpy, python)."""
+    _, keys, pos, has_gauss, cached = np.random.get_state()
+    version, internal, gauss_next = random.getstate()
+    return {"torch": torch.get_rng_state().tolist(),
+            "cuda": [s.tolist() for s in torch.cuda.get_rng_state_all()] if torch.cuda.is_available() else [],
+            "numpy": {"keys": keys.tolist(), "pos": int(pos), "has_gauss": int(has_gauss),
+                      "cached_gaussian": float(cached)},
+            "python": [version, list(internal), gauss_next]}
+
+
+def set_rng_state(state: dict) -> None:
+    torch.set_rng_state(torch.tensor(state["torch"], dtype=torch.uint8))
+    if state["cuda"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all([torch.tensor(s, dtype=torch.uint8) for s in state["cuda"]])
+    n = state["numpy"]
+    np.random.set_state(("MT19937", np.array(n["keys"], dtype=np.uint32), n["pos"], n["has_gauss"],
+                         n["cached_gaussian"]))
+    version, internal, gauss_next = state["python"]
+    random.setstate((version, tuple(internal), gauss_next))
+
+
+@contextmanager
+def isolated_rng(seed: int):
+    """Run a block under a fixed seed and restore every RNG afterwards (used for validation)."""
+    saved = rng_state()
+    seed_everything(seed)
+    try:
+        yield
+    finally:
+        set_rng_state(saved)
+
+
+# --- distributed helpers -------------------------------------------------------------------------------
+def distributed_context() -> tuple[int, int]:
+    """(rank, world_size); joins the process group when launched by torchrun with WORLD_SIZE > 1."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world > 1 and not dist.is_initialized():
+        backend = "nccl" if torch.cuda.is_available() else "gloo"
+        if backend == "nccl":
+            torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
+        dist.init_process_group(backend)
+    if dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+def _gather_json(obj, device) -> list:
+    """all_gather of a JSON value across ranks (bytes in a uint8 tensor; no pickle)."""
+    if not dist.is_initialized():
+        return [obj]
+    data = torch.tensor(list(json.dumps(obj).encode()), dtype=torch.uint8, device=device)
+    sizes = [torch.zeros(1, dtype=torch.long, device=device) for _ in range(dist.get_world_size())]
+    dist.all_gather(sizes, torch.tensor([data.numel()], device=device))
+    n = max(int(s) for s in sizes)
+    bufs = [torch.zeros(n, dtype=torch.uint8, device=device) for _ in sizes]
+    dist.all_gather(bufs, torch.cat([data, data.new_zeros(n - data.numel())]))
+    return [json.loads(bytes(b[: int(s)].tolist()).decode()) for b, s in zip(bufs, sizes)]
+
+
+class _LossForward(nn.Module):
+    """Routes DDP's forward to ``model.loss`` so gradient sync hooks fire."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.model = model
+
+    def forward(self, batch):
+        return self.model.loss(batch)
+
+
+def _set_epoch(loader, epoch: int, skip: int = 0) -> int:
+    """Select ``epoch`` on the loader (and its samplers/dataset); returns batches left to skip.
+
+    A loader whose ``set_epoch(epoch, skip)`` takes ``skip`` (``make_loader``) skips the first
+    batches itself without loading them; otherwise the caller discards ``skip`` batches.
+    """
+    if hasattr(loader, "set_epoch") and "skip" in inspect.signature(loader.set_epoch).parameters:
+        loader.set_epoch(epoch, skip=skip)
+        return 0
+    seen = set()
+    for obj in (loader, getattr(loader, "batch_sampler", None), getattr(loader, "sampler", None),
+                getattr(loader, "dataset", None)):
+        if obj is not None and id(obj) not in seen and hasattr(obj, "set_epoch"):
+            seen.add(id(obj))
+            obj.set_epoch(epoch)
+    return skip
+
+
+# --- the trainer ---------------------------------------------------------------------------------------
+class Trainer:
+    def __init__(self, model: nn.Module, train_loader, val_loader=None, config: TrainConfig | None = None,
+                 run_dir: str | os.PathLike = "runs/run", resume: bool = False):
+        self.cfg = cfg = config or TrainConfig()
+        self.rank, self.world = distributed_context()
+        self.is_main = self.rank == 0
+        if cfg.device == "auto":
+            dev = f"cuda:{int(os.environ.get('LOCAL_RANK', '0'))}" if torch.cuda.is_available() else "cpu"
+        else:
+            dev = cfg.device
+        self.device = torch.device(dev)
+        if cfg.num_threads:
+            torch.set_num_threads(cfg.num_threads)
+        self.model = model.to(self.device)
+        self.train_loader, self.val_loader = train_loader, val_loader
+        self.run_dir = Path(run_dir)
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        self.step = self.epoch = self.batch_in_epoch = 0
+        self._resume_rng = None
+        self.optimizer = self._make_optimizer()
+        self.net = _LossForward(self.model)
+        if self.world > 1:
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            self.net = nn.parallel.DistributedDataParallel(self.net, device_ids=ids)
+        seed_everything(cfg.seed + self.rank)
+        self.resumed_from = self._resume() if resume else None
+
+    def _make_optimizer(self):
+        params = [p for p in self.model.parameters() if p.requires_grad]
+        if not params:
+            raise ValueError(f"{type(self.model).__name__} has no trainable parameters")
+        decay = [p for p in params if p.dim() >= 2]
+        no_decay = [p for p in params if p.dim() < 2]
+        groups = [{"params": decay, "weight_decay": self.cfg.weight_decay},
+                  {"params": no_decay, "weight_decay": 0.0}]
+        return torch.optim.AdamW(groups, lr=self.cfg.lr, betas=self.cfg.betas,
+                                 fused=self.device.type in ("cuda", "cpu"))
+
+    # -- checkpoint / resume -----------------------------------------------------------------------------
+    def _resume(self):
+        ckpt = latest_checkpoint(self.run_dir)
+        if ckpt is None:
+            self._log(f"no checkpoint in {self.run_dir}; starting from step 0")
+            return None
+        load_weights(self.model, ckpt)
+        state = load_trainer_state(ckpt)
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.step, self.epoch, self.batch_in_epoch = state["step"], state["epoch"], state["batch_in_epoch"]
+        if state["num_threads"] != torch.get_num_threads() and self.device.type == "cpu":
+            self._log(f"resume: setting torch threads to {state['num_threads']} as recorded "
+                      f"(was {torch.get_num_threads()}) so the run continues identically")
+            torch.set_num_threads(state["num_threads"])
+        if len(state["rng"]) == self.world:
+            self._resume_rng = state["rng"][self.rank]
+        else:
+            self._log(f"resume: checkpoint has {len(state['rng'])} rank(s), now {self.world}; "
+                      "RNG streams restart from the seed")
+        if self.is_main:
+            self._truncate_metrics(self.step)
+        self._log(f"resumed from {ckpt} at step {self.step} (epoch {self.epoch}, batch {self.batch_in_epoch})")
+        return ckpt
+
+    def _truncate_metrics(self, step: int) -> None:
+        path = self.run_dir / "metrics.jsonl"
+        if not path.exists():
+            return
+        keep = []
+        for ln in path.read_text().splitlines():
+            try:
+                if json.loads(ln)["step"] <= step:
+                    keep.append(ln)
+            except (json.JSONDecodeError, KeyError, TypeError):
+                pass    # a line torn by the kill, or not ours: dropped
+        tmp = path.with_name(".metrics.jsonl.tmp")
+        tmp.write_text("".join(ln + "\n" for ln in keep))
+        os.replace(tmp, path)
+
+    def save(self) -> Path | None:
+        """Checkpoint the current state (all ranks call it; rank 0 writes)."""
+        rngs = _gather_json(rng_state(), self.device)
+        path = None
+        if self.is_main:
+            state = {"optimizer": self.optimizer.state_dict(), "step": self.step, "epoch": self.epoch,
+                     "batch_in_epoch": self.batch_in_epoch, "num_threads": torch.get_num_threads(),
+                     "world_size": self.world, "rng": rngs,
+                     "train_config": json.loads(json.dumps(dataclasses.asdict(self.cfg)))}
+            path = save_checkpoint(self.run_dir, self.step, self.model, state, keep=self.cfg.keep_checkpoints)
+        if self.world > 1:
+            dist.barrier()
+        self._last_saved = self.step
+        return path
+
+    # -- logging -------------------------------------------------------------------------------------
+    def _log(self, msg: str) -> None:
+        if self.is_main:
+            tqdm.write(f"[lsdkit.train] {msg}")
+
+    def _write_metrics(self, record: dict) -> None:
+        if self.is_main:
+            with open(self.run_dir / "metrics.jsonl", "a") as f:
+                f.write(json.dumps(record) + "\n")
+                f.flush()
+
+    # -- one step, validation ---------------------------------------------------------------------------
+    def _to_device(self, batch: dict) -> dict:
+        return {k: v.to(self.device, non_blocking=True) if torch.is_tensor(v) else v for k, v in batch.items()}
+
+    def _autocast(self):
+        return torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.cfg.amp and self.device.type == "cuda")
+
+    def train_step(self, batch: dict) -> dict:
+        lr = lr_at(self.step, self.cfg)
+        for g in self.optimizer.param_groups:
+            g["lr"] = lr
+        self.model.train()
+        with self._autocast():
+            loss, metrics = self.net(self._to_device(batch))
+        mean_loss = loss.detach().float()
+        if self.world > 1:
+            dist.all_reduce(mean_loss)
+            mean_loss /= self.world
+        if not torch.isfinite(mean_loss):
+            raise TrainingDiverged(self._diverged_msg(f"loss is {mean_loss.item()}"))
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        params = [p for p in self.model.parameters() if p.requires_grad]
+        gnorm = torch.nn.utils.clip_grad_norm_(params, self.cfg.grad_clip if self.cfg.grad_clip > 0 else float("inf"))
+        if not torch.isfinite(gnorm):
+            raise TrainingDiverged(self._diverged_msg(f"gradient norm is {gnorm.item()}"))
+        self.optimizer.step()
+        return {**metrics, "loss": mean_loss.item(), "grad_norm": gnorm.item(), "lr": lr}
+
+    def _diverged_msg(self, what: str) -> str:
+        last = latest_checkpoint(self.run_dir)
+        keep = f"the last good checkpoint {last} is left intact" if last else "no checkpoint was written"
+        return f"training diverged at step {self.step + 1}: {what}; stopping ({keep})"
+
+    @torch.no_grad()
+    def validate(self) -> dict:
+        """Token-weighted mean of ``model.validation_metrics`` over ``eval_batches`` batches (all ranks)."""
+        if self.val_loader is None or not hasattr(self.model, "validation_metrics"):
+            return {}
+        self.model.eval()
+        sums, weight = {}, 0.0
+        with isolated_rng(self.cfg.seed + 100_003 + self.rank), self._autocast():
+            _set_epoch(self.val_loader, 0)
+            for i, batch in enumerate(self.val_loader):
+                if i >= self.cfg.eval_batches:
+                    break
+                batch = self._to_device(batch)
+                w = float(batch["mask"].sum())
+                for k, v in self.model.validation_metrics(batch).items():
+                    sums[k] = sums.get(k, 0.0) + w * v
+                weight += w
+        keys = sorted(sums)
+        vec = torch.tensor([sums[k] for k in keys] + [weight], dtype=torch.float64, device=self.device)
+        if self.world > 1:
+            dist.all_reduce(vec)
+        return {k: (vec[i] / vec[-1]).item() for i, k in enumerate(keys)} if vec[-1] > 0 else {}
+
+    # -- the loop -------------------------------------------------------------------------------------
+    def _time_up(self, t0: float) -> bool:
+        if self.cfg.max_minutes is None:
+            return False
+        flag = torch.tensor([float(time.time() - t0 > 60 * self.cfg.max_minutes)], device=self.device)
+        if self.world > 1:
+            dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+        return bool(flag.item())
+
+    def fit(self) -> dict:
+        """Train until ``max_steps`` (or ``max_minutes``); returns the last train/valid metrics."""
+        cfg, t0 = self.cfg, time.time()
+        self._last_saved = self.step if self.resumed_from else -1
+        bar = tqdm(total=cfg.max_steps, initial=self.step, disable=not (cfg.progress and self.is_main),
+                   desc=f"train {self.model.kind}", dynamic_ncols=True)
+        try:
+            last = self._loop(bar, t0)
+        finally:
+            bar.close()
+        if self._last_saved != self.step:
+            self.save()
+        return last
+
+    def _loop(self, bar, t0: float) -> dict:
+        cfg, last, window = self.cfg, {}, []
+        done = self.step >= cfg.max_steps
+        while not done:
+            to_skip = _set_epoch(self.train_loader, self.epoch, self.batch_in_epoch)
+            it = iter(self.train_loader)
+            for i in range(to_skip):
+                if next(it, None) is None:
+                    raise RuntimeError(f"resume: epoch {self.epoch} has only {i} batches but the checkpoint "
+                                       f"was taken after {self.batch_in_epoch}; the data changed")
+            if self._resume_rng is not None:   # after the iterator exists: it may draw from the RNG
+                set_rng_state(self._resume_rng)
+                self._resume_rng = None
+            for batch in it:
+                metrics = self.train_step(batch)
+                self.step += 1
+                self.batch_in_epoch += 1
+                window.append(metrics)
+                bar.update(1)
+                bar.set_postfix(loss=f"{metrics['loss']:.4f}")
+                if self.step % cfg.log_every == 0 or self.step == cfg.max_steps:
+                    last = {k: float(np.mean([m[k] for m in window if k in m])) for k in window[-1]}
+                    self._write_metrics({"split": "train", "step": self.step, "epoch": self.epoch, **last})
+                    window = []
+                if cfg.eval_every and self.step % cfg.eval_every == 0:
+                    val = self.validate()
+                    if val:
+                        self._write_metrics({"split": "valid", "step": self.step, **val})
+                        last.update({f"val_{k}": v for k, v in val.items()})
+                done = self.step >= cfg.max_steps or self._time_up(t0)
+                if cfg.ckpt_every and self.step % cfg.ckpt_every == 0 and not done:
+                    self.save()
+                if done:
+                    break
+            else:
+                if self.batch_in_epoch == 0:
+                    raise RuntimeError("the training loader yielded no batches")
+                self.epoch, self.batch_in_epoch = self.epoch + 1, 0
+        return last
+
+
+# --- command line: `lsdkit train <model>` and `lsdkit presets` ---------------------------------------
+def train_group(subparsers):
+    """The subparsers of the ``lsdkit train`` group, created on first use.
+
+    Another module adds a training target from its own ``add_commands(subparsers)``::
+
+        targets = train_group(subparsers)
+        p = targets.add_parser("diffusion", help="...")
+        add_train_arguments(p)            # --preset --data --out --max-steps ... --seed
+        p.set_defaults(func=handler)      # handler(args) builds the model, then run_training(model, args)
+    """
+    if "train" in subparsers.choices:
+        return subparsers.choices["train"]._lsdkit_targets
+    p = subparsers.add_parser("train", help="train a model (autoencoder, mlm, ...)",
+                              description="Train a model; each MODEL has its own options (--help).")
+    p._lsdkit_targets = p.add_subparsers(dest="target", metavar="MODEL")
+    p.set_defaults(_group_parser=p)
+    return p._lsdkit_targets
+
+
+def add_train_arguments(p, default_preset: str = "small") -> None:
+    """The options every training target shares (data, run directory, budget, resume, seed)."""
+    d = TrainConfig()
+    p.add_argument("--preset", default=default_preset, choices=["tiny", "small", "base"],
+                   help=f"model size (default {default_preset}); see `lsdkit presets`")
+    p.add_argument("--data", help="a FASTA file, or the data directory (default $LSDKIT_DATA: Swiss-Prot 2014)")
+    p.add_argument("--out", required=True, help="run directory (metrics.jsonl, checkpoints)")
+    p.add_argument("--max-steps", type=int, default=d.max_steps)
+    p.add_argument("--max-minutes", type=float, default=None)
+    p.add_argument("--resume", action="store_true", help="continue from the run directory's latest checkpoint")
+    p.add_argument("--batch-tokens", type=int, default=d.batch_tokens, help="tokens per batch (per process)")
+    p.add_argument("--limit", type=int, default=None, help="use only the first N corpus records")
+    p.add_argument("--seed", type=int, default=d.seed)
+    p.add_argument("--lr", type=float, default=d.lr)
+    p.add_argument("--warmup-steps", type=int, default=d.warmup_steps)
+    p.add_argument("--eval-every", type=int, default=d.eval_every)
+    p.add_argument("--ckpt-every", type=int, default=d.ckpt_every)
+    p.add_argument("--log-every", type=int, default=d.log_every)
+    p.add_argument("--num-workers", type=int, default=d.num_workers)
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--no-progress", action="store_true")
+
+
+def train_config_from_args(args) -> TrainConfig:
+    return TrainConfig(lr=args.lr, warmup_steps=min(args.warmup_steps, args.max_steps), max_steps=args.max_steps,
+                       max_minutes=args.max_minutes, seed=args.seed, batch_tokens=args.batch_tokens,
+                       eval_every=args.eval_every, ckpt_every=args.ckpt_every, log_every=args.log_every,
+                       num_workers=args.num_workers, num_threads=args.threads, device=args.device,
+                       progress=not args.no_progress)
+
+
+def corpus_loaders(args, max_len: int, cfg: TrainConfig):
+    """(train, valid) loaders over the corpus named by ``--data``/``--limit``, sharded per rank."""
+    from lsdkit.data.corpus import Corpus, CorpusConfig, make_loader
+
+    rank, world = distributed_context()
+    data = Path(args.data) if args.data else None
+    if data is not None and data.is_file():
+        corpus = Corpus.load(CorpusConfig(fasta=str(data), max_len=max_len, limit=args.limit))
+    else:
+        corpus = Corpus.load(CorpusConfig(max_len=max_len, limit=args.limit), data_dir=data)
+    common = dict(num_workers=cfg.num_workers, num_replicas=world, rank=rank)
+    train = make_loader(corpus.split("train"), cfg.batch_tokens, shuffle=True, seed=cfg.seed, **common)
+    valid = corpus.split("valid")
+    valid = make_loader(valid, cfg.batch_tokens, shuffle=False, seed=cfg.seed, **common) if len(valid) else None
+    return train, valid
+
+
+def run_training(model: nn.Module, args) -> int:
+    """Shared handler body: corpus loaders, Trainer, fit, one summary line."""
+    cfg = train_config_from_args(args)
+    train, valid = corpus_loaders(args, model.config.max_len, cfg)
+    trainer = Trainer(model, train, valid, cfg, run_dir=args.out, resume=args.resume)
+    last = trainer.fit()
+    if trainer.is_main:
+        shown = ", ".join(f"{k}={v:.4g}" for k, v in last.items())
+        print(f"{model.kind}: step {trainer.step}; {shown}; checkpoint {latest_checkpoint(args.out)}")
+    return 0
+
+
+def _build_and_train(args, make_model) -> int:
+    """Seed, build, train; expected failures print one line (no stack trace) and return 2."""
+    from lsdkit.alphabet import SequenceError
+    from lsdkit.checkpoint import CheckpointError
+    from lsdkit.data.sources import DataError
+
+    seed_everything(args.seed)      # the same initial weights on every rank and every rerun
+    try:
+        return run_training(make_model(), args)
+    except (CheckpointError, DataError, SequenceError, TrainingDiverged) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+
+
+def _train_autoencoder(args) -> int:
+    from lsdkit.models.autoencoder import Autoencoder
+    from lsdkit.models.presets import autoencoder_config
+    return _build_and_train(args, lambda: Autoencoder(autoencoder_config(args.preset, args.variant)))
+
+
+def _train_mlm(args) -> int:
+    from lsdkit.models.mlm import MLM
+    from lsdkit.models.presets import mlm_config
+    return _build_and_train(args, lambda: MLM(mlm_config(args.preset)))
+
+
+def _presets(args) -> int:
+    from lsdkit.models.presets import format_preset_table
+    print(format_preset_table())
+    return 0
+
+
+def add_commands(subparsers) -> None:
+    targets = train_group(subparsers)
+    ae = targets.add_parser("autoencoder", help="LSD autoencoder: --variant tn (LSD-TN), nm (LSD-NM), tnm (LSD-TN-M)")
+    ae.add_argument("--variant", default="tn", choices=["tn", "nm", "tnm"])
+    add_train_arguments(ae)
+    ae.set_defaults(func=_train_autoencoder)
+    mlm = targets.add_parser("mlm", help="masked language model baseline of the same size")
+    add_train_arguments(mlm)
+    mlm.set_defaults(func=_train_mlm)
+    pr = subparsers.add_parser("presets", help="print the model size presets with parameter counts")
+    pr.set_defaults(func=_presets)

@@ -1,0 +1,171 @@
+"""Trainer: schedule, resume == uninterrupted, validation isolation, NaN guard, time budget, CLI."""
+
+import argparse
+import json
+import math
+
+import pytest
+import torch
+
+from lsdkit.checkpoint import latest_checkpoint, load_model, load_trainer_state
+from lsdkit.data.batching import SequenceDataset, make_loader
+from lsdkit.data.fasta import read_fasta
+from lsdkit.models.autoencoder import Autoencoder
+from lsdkit.models.presets import autoencoder_config
+from lsdkit.train import (TrainConfig, Trainer, TrainingDiverged, add_commands, lr_at, rng_state,
+                          seed_everything, set_rng_state)
+
+torch.set_num_threads(1)
+
+
+class Killed(Exception):
+    pass
+
+
+def _loaders(fasta):
+    ids, seqs = zip(*[(r.id, r.sequence) for r in read_fasta(fasta)])
+    train = SequenceDataset.from_sequences(ids[:56], seqs[:56], max_len=48, crop="random", seed=0)
+    valid = SequenceDataset.from_sequences(ids[56:], seqs[56:], max_len=48, crop="fixed", seed=0)
+    return (make_loader(train, 768, shuffle=True, seed=0), make_loader(valid, 768, shuffle=False))
+
+
+def _cfg(**kw):
+    base = dict(lr=2e-3, warmup_steps=3, max_steps=12, eval_every=4, eval_batches=2, ckpt_every=3,
+                log_every=1, progress=False, num_threads=1, keep_checkpoints=None)
+    base.update(kw)
+    return TrainConfig(**base)
+
+
+def _model():
+    seed_everything(0)
+    return Autoencoder(autoencoder_config("tiny", "tnm"))   # every random part: noise mask + sampling + TN
+
+
+def _losses(run_dir, split="train", key="loss"):
+    rows = [json.loads(ln) for ln in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    return {r["step"]: r[key] for r in rows if r["split"] == split}
+
+
+def test_lr_schedule_pinned():
+    cfg = TrainConfig(lr=1e-3, warmup_steps=10, max_steps=110, min_lr_ratio=0.1)
+    assert lr_at(0, cfg) == pytest.approx(1e-4)
+    assert lr_at(9, cfg) == pytest.approx(1e-3)
+    assert lr_at(60, cfg) == pytest.approx(1e-3 * (0.1 + 0.9 * 0.5))      # half way down the cosine
+    assert lr_at(110, cfg) == pytest.approx(1e-4) and lr_at(500, cfg) == pytest.approx(1e-4)
+
+
+def test_rng_state_round_trip():
+    import random
+
+    import numpy as np
+    seed_everything(3)
+    state = json.loads(json.dumps(rng_state()))        # survives JSON
+    a = (torch.rand(3), np.random.rand(3), random.random())
+    set_rng_state(state)
+    b = (torch.rand(3), np.random.rand(3), random.random())
+    assert torch.equal(a[0], b[0]) and (a[1] == b[1]).all() and a[2] == b[2]
+
+
+def test_resume_equals_uninterrupted(fixture_fasta, tmp_path):
+    # uninterrupted: 12 steps over ~2.5 epochs, validation every 4 steps
+    full = tmp_path / "full"
+    model_a = _model()
+    train, valid = _loaders(fixture_fasta)
+    Trainer(model_a, train, valid, _cfg(), run_dir=full).fit()
+
+    # the same run killed inside step 8 (after the step-6 checkpoint), then resumed
+    part = tmp_path / "part"
+    model_b = _model()
+    calls, real_loss = [0], model_b.loss
+
+    def dying_loss(batch):
+        calls[0] += 1
+        if calls[0] == 8:
+            raise Killed()
+        return real_loss(batch)
+
+    model_b.loss = dying_loss
+    train, valid = _loaders(fixture_fasta)
+    with pytest.raises(Killed):
+        Trainer(model_b, train, valid, _cfg(), run_dir=part).fit()
+    assert latest_checkpoint(part).name == "step_000006"
+    assert max(_losses(part)) == 7                      # step 7 was logged before the kill
+
+    model_c = Autoencoder(autoencoder_config("tiny", "tnm"))   # other init: resume must overwrite it
+    train, valid = _loaders(fixture_fasta)
+    trainer = Trainer(model_c, train, valid, _cfg(), run_dir=part, resume=True)
+    assert trainer.step == 6 and trainer.resumed_from.name == "step_000006"
+    trainer.fit()
+
+    assert _losses(part) == _losses(full)               # exactly the same curve, every step
+    assert _losses(part, "valid", "recon_acc") == _losses(full, "valid", "recon_acc")
+    for (k, a), b in zip(model_a.state_dict().items(), model_c.state_dict().values()):
+        assert torch.equal(a, b), k
+    state = load_trainer_state(part)
+    assert state["step"] == 12 and state["num_threads"] == 1 and len(state["rng"]) == 1
+
+
+def test_validation_leaves_training_rng_alone(fixture_fasta, tmp_path):
+    curves = []
+    for eval_every in (0, 2):
+        train, valid = _loaders(fixture_fasta)
+        run = tmp_path / f"e{eval_every}"
+        Trainer(_model(), train, valid, _cfg(max_steps=6, eval_every=eval_every), run_dir=run).fit()
+        curves.append(_losses(run))
+    assert curves[0] == curves[1]
+
+
+def test_nan_guard_keeps_last_good_checkpoint(tmp_path):
+    model = _model()
+    batch = {"tokens": torch.randint(4, 24, (4, 16)), "mask": torch.ones(4, 16, dtype=torch.bool)}
+    calls, real_loss = [0], model.loss
+
+    def loss(b):
+        calls[0] += 1
+        value, metrics = real_loss(b)
+        return (value * float("nan") if calls[0] == 5 else value), metrics
+
+    model.loss = loss
+    with pytest.raises(TrainingDiverged, match="diverged at step 5: loss is nan.*step_000004"):
+        Trainer(model, [batch], None, _cfg(ckpt_every=2, eval_every=0), run_dir=tmp_path).fit()
+    assert latest_checkpoint(tmp_path).name == "step_000004"
+    saved = load_model(tmp_path)
+    assert all(torch.isfinite(p).all() for p in saved.parameters())
+    # the diverged step changed no parameter (buffers such as TokenNorm statistics may have moved)
+    assert all(torch.equal(a, b) for a, b in zip(saved.parameters(), model.parameters()))
+
+
+def test_time_budget_and_frozen_parameters(tmp_path):
+    model = _model()
+    model.encoder.requires_grad_(False)
+    frozen = {k: v.clone() for k, v in model.encoder.state_dict().items()}
+    batch = {"tokens": torch.randint(4, 24, (4, 16)), "mask": torch.ones(4, 16, dtype=torch.bool)}
+    trainer = Trainer(model, [batch], None, _cfg(max_minutes=0.0, eval_every=0), run_dir=tmp_path)
+    trainer.fit()
+    assert trainer.step == 1 and latest_checkpoint(tmp_path).name == "step_000001"
+    assert all(torch.equal(v, model.encoder.state_dict()[k]) for k, v in frozen.items())
+    assert not math.isnan(_losses(tmp_path)[1])
+
+
+def test_cli_train_and_resume(fixture_fasta, tmp_path, capsys):
+    parser = argparse.ArgumentParser(prog="lsdkit")
+    add_commands(parser.add_subparsers(dest="command"))
+    common = ["--preset", "tiny", "--data", str(fixture_fasta), "--out", str(tmp_path / "run"),
+              "--batch-tokens", "2048", "--eval-every", "2", "--ckpt-every", "2", "--no-progress",
+              "--threads", "1", "--warmup-steps", "1"]
+    args = parser.parse_args(["train", "autoencoder", "--variant", "tnm", "--max-steps", "2", *common])
+    assert args.func(args) == 0
+    args = parser.parse_args(["train", "autoencoder", "--variant", "tnm", "--max-steps", "3", "--resume", *common])
+    assert args.func(args) == 0
+    out = capsys.readouterr().out
+    assert "resumed from" in out and "step 3" in out
+    model = load_model(tmp_path / "run", expect_kind="autoencoder", expect_config={"bottleneck": "tn+nm"})
+    assert model.config.d_model == 64
+    args = parser.parse_args(["train", "mlm", "--max-steps", "1", *common[:4], "--out", str(tmp_path / "mlm"),
+                              *common[6:]])
+    assert args.func(args) == 0
+    args = parser.parse_args(["train", "mlm", "--max-steps", "2", "--resume", *common])
+    assert args.func(args) == 2
+    assert "holds a 'autoencoder' model, not 'mlm'" in capsys.readouterr().err
+    args = parser.parse_args(["presets"])
+    assert args.func(args) == 0 and "| tiny | autoencoder | 64 |" in capsys.readouterr().out
