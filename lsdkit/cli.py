@@ -14,6 +14,11 @@ import sys
 # modules that contribute subcommands, in the order they appear in ``lsdkit --help``
 COMMAND_MODULES = (
     "lsdkit.data.sources",
+    "lsdkit.train",
+    "lsdkit.models.diffusion", "lsdkit.sample", "lsdkit.embed",
+    "lsdkit.notebooks",
+    "lsdkit.probe",
+    "lsdkit.study",
 )
 
 

@@ -1,0 +1,513 @@
+"""Probe tasks: a registry of benchmark tasks over the data directory, and bring-your-own tasks.
+
+A task is a frozen :class:`TaskSpec` (name, source folder, label kind, metric, split protocol);
+``load_task(name)`` reads its files lazily into a :class:`TaskData` with the splits ``train`` /
+``valid`` / ``test``, each a list of :class:`Record` (id, sequence(s), label). Every sequence is
+validated through :data:`lsdkit.alphabet.ALPHABET` (errors name the record) and stored cleaned
+(upper case, ambiguous letters mapped to ``X``). Parsed tasks are cached per process.
+
+Label kinds and how a record's ``label`` is encoded:
+
+==================== ================================== =========================
+kind                 ``Record.label``                   default metric
+==================== ================================== =========================
+multiclass / binary  int index into ``TaskData.classes`` accuracy
+regression           float                              Spearman
+multilabel           tuple of class indices             Fmax (protein-centric)
+residue_multiclass   int8 array per residue, -1 ignored accuracy over residues
+pair_binary          int 0/1; ``sequence`` is (a, b)    accuracy
+==================== ================================== =========================
+
+The split protocols (which file feeds which split, what is carved from what, which caveats
+apply) are each task's ``description``; ``lsdkit probe`` prints the protocol id beside every
+number. Nothing here looks at a test split to make a choice: validation parts are carved from
+training data (or from an official validation set) with a stable hash of the record id.
+
+Bring your own task: :func:`load_custom_task` reads a CSV/TSV (``id, sequence, label[, split]``)
+or a FASTA plus a labels file; see its docstring.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from lsdkit.alphabet import ALPHABET
+from lsdkit.data.sources import BUNDLED_DIR, DataError, configured_data_dir, default_data_dir
+
+LABEL_KINDS = ("multiclass", "binary", "regression", "multilabel", "residue_multiclass", "pair_binary")
+DEFAULT_METRIC = {"multiclass": "accuracy", "binary": "accuracy", "regression": "spearman",
+                  "multilabel": "fmax", "residue_multiclass": "accuracy", "pair_binary": "accuracy"}
+SPLITS = ("train", "valid", "test")
+_CLEAN = re.compile(r"[^ACDEFGHIKLMNPQRSTVWYX]")
+
+
+class TaskError(DataError):
+    """A task file or label is malformed; the message names the file, line/record and problem."""
+
+
+@dataclass(frozen=True, eq=False)
+class Record:
+    """One example: ``sequence`` is a residue string, or a pair of them for ``pair_binary``."""
+
+    id: str
+    sequence: str | tuple[str, str]
+    label: Any
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    """A registered task. ``loader`` names a function in :mod:`lsdkit.data.task_loaders` that is
+    called as ``loader(root, **dict(options))`` and returns ``(splits, classes, notes)``."""
+
+    name: str
+    source: str                     # folder under the data directory
+    kind: str
+    metric: str
+    protocol: str                   # short id of the split protocol, shown next to every number
+    description: str
+    loader: str = ""
+    options: tuple = ()             # loader keyword arguments as (key, value) pairs
+    extra_metrics: tuple[str, ...] = ()
+    n_folds: int = 0                # > 0: k-fold cross-validation, load with fold=0..k-1
+    sequence_length: int | None = None   # all sequences have this length (fixed-length one-hot)
+    max_train_rows: int | None = None    # documented subsample cap used by probes (rows = residues
+    max_valid_rows: int | None = None    # for per-residue tasks); the test split is never capped
+
+    def __post_init__(self):
+        if self.kind not in LABEL_KINDS:
+            raise ValueError(f"task {self.name!r}: unknown label kind {self.kind!r} (one of {LABEL_KINDS})")
+
+
+@dataclass(frozen=True, eq=False)
+class TaskData:
+    """A loaded task: ``splits[name]`` is a list of :class:`Record` for train / valid / test."""
+
+    spec: TaskSpec
+    splits: dict[str, list[Record]]
+    classes: tuple[str, ...] | None = None
+    notes: tuple[str, ...] = ()
+    fold: int | None = None
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    @property
+    def kind(self) -> str:
+        return self.spec.kind
+
+    def sizes(self) -> dict[str, int]:
+        return {s: len(self.splits[s]) for s in SPLITS}
+
+    def sequences(self, split: str) -> list:
+        return [r.sequence for r in self.splits[split]]
+
+    def labels(self, split: str) -> np.ndarray:
+        """Labels of a split as an array (see :func:`label_array`)."""
+        return label_array(self.splits[split], self.kind, len(self.classes or ()))
+
+
+def label_array(records: list[Record], kind: str, n_classes: int = 0) -> np.ndarray:
+    """Labels as an array: int [N] (classes, pairs), float [N] (regression), bool [N, C]
+    (multilabel) or int [total residues] with -1 = ignored (per-residue)."""
+    if kind == "regression":
+        return np.array([r.label for r in records], dtype=np.float64)
+    if kind == "multilabel":
+        y = np.zeros((len(records), n_classes), dtype=bool)
+        for i, r in enumerate(records):
+            y[i, list(r.label)] = True
+        return y
+    if kind == "residue_multiclass":
+        if not records:
+            return np.zeros(0, dtype=np.int64)
+        return np.concatenate([np.asarray(r.label, dtype=np.int64) for r in records])
+    return np.array([r.label for r in records], dtype=np.int64)
+
+
+# ---------------------------------------------------------------------------------------------
+# helpers shared by the loaders
+def stable_unit(key: str, salt: str = "lsdkit") -> float:
+    """A number in [0, 1) fixed by ``(salt, key)``: the basis of every hash split here."""
+    digest = hashlib.blake2b(f"{salt}\x00{key}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big") / 2.0 ** 64
+
+
+def hash_split(records: list[Record], fraction: float, salt: str) -> tuple[list[Record], list[Record]]:
+    """Split records into (rest, carved) with ``carved`` ≈ ``fraction`` of them, stably by id."""
+    carved = [r for r in records if stable_unit(r.id, salt) < fraction]
+    rest = [r for r in records if stable_unit(r.id, salt) >= fraction]
+    return rest, carved
+
+
+def clean_sequence(seq: str, record: str) -> str:
+    """Validate through ALPHABET (raises SequenceError naming the record); return it cleaned."""
+    tokens = ALPHABET.encode(seq, record=record)
+    return ALPHABET.decode(tokens) if _CLEAN.search(seq) else seq
+
+
+def unique_ids(ids: list[str]) -> list[str]:
+    """Make ids unique by suffixing repeats with ``#2``, ``#3``, ... (first keeps its id)."""
+    seen: dict[str, int] = {}
+    out = []
+    for i in ids:
+        seen[i] = seen.get(i, 0) + 1
+        out.append(i if seen[i] == 1 else f"{i}#{seen[i]}")
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# the registry
+_SAPROT = "saprot_tasks_valid_test_sesadapter"
+_SAPROT_VALID = ("Official SaProt/SES-Adapter valid and test sets (the train set is not obtainable): "
+                 "the probe trains on 80 % of the official valid set and picks hyper-parameters on "
+                 "the other 20 % (stable hash of the record id); test = official test set.")
+
+
+def _task(name, source, kind, protocol, description, loader, metric=None, **kw) -> TaskSpec:
+    options = tuple(sorted(kw.pop("options", {}).items()))
+    return TaskSpec(name=name, source=source, kind=kind, metric=metric or DEFAULT_METRIC[kind],
+                    protocol=protocol, description=description, loader=loader, options=options, **kw)
+
+
+TASKS: dict[str, TaskSpec] = {t.name: t for t in [
+    _task("deeploc10", "deeploc1", "multiclass", "deeploc1-la-val",
+          "DeepLoc 1.0 10-class subcellular localisation. Standard DeepLoc-1 train/test split "
+          "(deeploc1_reconstructed.csv); validation = LightAttention's published carve-out of the "
+          "train set (la_split == 'val', 1,678); train records without a reconstructed sequence "
+          "(47) are dropped. Labels: the bio_embeddings annotation column.",
+          "deeploc10"),
+    _task("deeploc_binary", "deeploc1", "binary", "deeploc1-la-val",
+          "DeepLoc 1.0 membrane (M, class 0) vs soluble (S, class 1). valid/test = the official "
+          "SaProt DeepLocBinary valid (1,009 = LA val, M/S) and test (1,728) sets with exact "
+          "DeepLoc-1 labels. Train = DeepLoc-1 train records of LA's train part labelled by "
+          "DeepLoc 2.0's membrane flag (an approximation: DeepLoc-1 'U' proteins become soluble).",
+          "deeploc_binary", extra_metrics=("auroc",)),
+    _task("thermostability", _SAPROT, "regression", "saprot-valid",
+          "Thermostability (FLIP meltome human_cell, SaProt split; Tm in C). " + _SAPROT_VALID,
+          "saprot_json", options={"task": "Thermostability"}),
+    _task("thermostability_meltome", "meltome_atlas_deepstabp", "regression", "meltome",
+          "Thermostability, protocol 'meltome': train = Meltome-atlas human-cell Tm (Jurkat + K562 "
+          "cells, mean per accession) joined to Swiss-Prot 2014 sequences by accession, minus any "
+          "accession or exact sequence of the official valid/test sets and minus k-mer homologues "
+          "(a training sequence sharing >= 10 % of its distinct 5-mers with one valid/test "
+          "sequence; a simple filter, not an alignment). valid/test = official SaProt sets.",
+          "meltome"),
+    _task("metal_ion_binding", _SAPROT, "binary", "saprot-valid",
+          "Metal-ion binding (SaProt). " + _SAPROT_VALID, "saprot_json",
+          options={"task": "MetalIonBinding"}, extra_metrics=("auroc",)),
+    _task("ec_level1", "clean_ec", "multiclass", "clean-split10-new392",
+          "EC top-level class (7 classes). Train = CLEAN split10 (7,757 Swiss-Prot enzymes) with a "
+          "10 % stable-hash validation carve-out; test = New-392. Proteins with several EC numbers "
+          "take the first listed (affects <= 1 % of test proteins).",
+          "clean_ec", options={"level": 1}),
+    _task("ec_level2", "clean_ec", "multiclass", "clean-split10-new392",
+          "EC second-level class (e.g. 2.7). Same protocol as ec_level1.",
+          "clean_ec", options={"level": 2}),
+    _task("go_mf", _SAPROT, "multilabel", "saprot-valid",
+          "GO molecular function (DeepFRI PDB chains, 489 term ids as shipped; no id->GO vocabulary). "
+          + _SAPROT_VALID, "saprot_json", options={"task": "MF"}),
+    _task("ppi_yeast", "ppi_guo_yeast_pipr", "pair_binary", "guo-cv5",
+          "Yeast PPI (Guo et al. 2008, PIPR packaging; stand-in for HumanPPI): 11,188 balanced pairs, "
+          "5-fold cross-validation by a stable hash of the pair id (the standard random-pair CV: "
+          "proteins are shared across folds); within each fold 10 % of the training pairs are carved "
+          "out for hyper-parameters. Report mean over folds.",
+          "ppi_guo", n_folds=5),
+    _task("gb1_three_vs_rest", "flip", "regression", "flip-gb1-three_vs_rest",
+          "FLIP GB1 three_vs_rest: train = <= 3 mutations (validation = FLIP's VALIDATION flag), "
+          "test = 4-mutants.", "flip_gb1", options={"split": "three_vs_rest"}, sequence_length=265),
+    _task("gb1_low_vs_high", "flip", "regression", "flip-gb1-low_vs_high",
+          "FLIP GB1 low_vs_high: train = fitness below wild type, test = above.", "flip_gb1",
+          options={"split": "low_vs_high"}, sequence_length=265),
+    _task("gfp", "gfp_sarkisyan2016", "regression", "tape-fluorescence",
+          "avGFP fluorescence (Sarkisyan 2016) with the TAPE rule: genotypes with <= 3 mutations -> "
+          "train/valid (80/20 stable hash; TAPE: 21,446/5,362), >= 4 mutations -> test (27,217). "
+          "Target = log10 median brightness.", "gfp", sequence_length=238),
+    _task("ss3", "flip", "residue_multiclass", "flip-ss-sampled",
+          "3-state secondary structure (FLIP 'sampled', NetSurfP-derived H/E/C); residues with "
+          "mask 0 are ignored. train/valid by FLIP's SET/VALIDATION flags, test = SET=test (364). "
+          "Probes subsample training proteins to <= 100,000 residues and validation proteins to "
+          "<= 50,000 residues (seeded); the test split is scored in full.",
+          "flip_ss", max_train_rows=100_000, max_valid_rows=50_000),
+    _task("go_mf_sp14", "swissprot2014_sample", "multilabel", "sp14-sample-homology-split",
+          "GO molecular function on the 3,000-protein Swiss-Prot 2014 sample that ships with lsdkit "
+          "(used when the data directory lacks it), terms as annotated (not propagated). Split 70/10/20 "
+          "by a stable hash of the accession, then train/valid proteins sharing >= 10 % of their "
+          "distinct 5-mers with a test protein (and train proteins with a valid protein) are removed. "
+          "Vocabulary: terms with >= 10 training proteins. The test proteins are in the Swiss-Prot "
+          "pre-training corpus unless it excludes them (CorpusConfig.exclude_ids).",
+          "swissprot_go", options={"aspect": "mf"}),
+]}
+
+
+def get_task(name: str) -> TaskSpec:
+    try:
+        return TASKS[name]
+    except KeyError:
+        raise TaskError(f"unknown task {name!r}; registered tasks: {', '.join(TASKS)}") from None
+
+
+def task_folds(name: str) -> list[int | None]:
+    """The folds to run for a task: ``[None]``, or ``[0, ..., k-1]`` for a k-fold CV task."""
+    spec = get_task(name)
+    return list(range(spec.n_folds)) if spec.n_folds else [None]
+
+
+def load_task(name: str, data: str | os.PathLike | None = None, fold: int | None = None) -> TaskData:
+    """Load a registered task from the data directory (``data``, else ``$LSDKIT_DATA``, else the
+    bundled one; a source the directory lacks but lsdkit ships is read from lsdkit). Cached."""
+    spec = get_task(name)
+    if spec.n_folds and fold is None:
+        raise TaskError(f"task {name!r} is {spec.n_folds}-fold cross-validation: pass fold=0..{spec.n_folds - 1}")
+    if not spec.n_folds and fold is not None:
+        raise TaskError(f"task {name!r} has fixed splits; fold={fold} is not meaningful")
+    if fold is not None and not 0 <= fold < spec.n_folds:
+        raise TaskError(f"task {name!r}: fold {fold} out of range 0..{spec.n_folds - 1}")
+    root = configured_data_dir(data) or default_data_dir()
+    return _load_cached(name, str(root.resolve()), fold)
+
+
+@functools.lru_cache(maxsize=None)
+def _parse_cached(name: str, root: str):
+    from lsdkit.data import task_loaders
+
+    spec = TASKS[name]
+    folder = Path(root) / spec.source
+    if not folder.is_dir() and (BUNDLED_DIR / spec.source).is_dir():
+        folder = BUNDLED_DIR / spec.source          # a source that ships with lsdkit
+    if not folder.is_dir():
+        raise DataError(f"task {name!r} needs the folder {str(folder)!r} (see data/README.md)")
+    return getattr(task_loaders, spec.loader)(folder, **dict(spec.options))
+
+
+@functools.lru_cache(maxsize=None)
+def _load_cached(name: str, root: str, fold: int | None) -> TaskData:
+    spec = TASKS[name]
+    splits, classes, notes = _parse_cached(name, root)
+    if spec.n_folds:
+        splits, extra = cv_fold(splits["all"], spec.n_folds, fold, salt=name)
+        notes = (*notes, extra)
+    return TaskData(spec=spec, splits=splits, classes=classes, notes=tuple(notes), fold=fold)
+
+
+def cv_fold(records: list[Record], n_folds: int, fold: int, salt: str, valid_fraction: float = 0.1):
+    """Fold ``fold`` of a k-fold CV by a stable hash of the id; 10 % of the rest is carved as valid."""
+    which = [int(stable_unit(r.id, f"{salt}/fold") * n_folds) for r in records]
+    test = [r for r, f in zip(records, which) if f == fold]
+    rest = [r for r, f in zip(records, which) if f != fold]
+    train, valid = hash_split(rest, valid_fraction, f"{salt}/fold{fold}/valid")
+    note = f"fold {fold}/{n_folds}: {len(train)} train, {len(valid)} valid, {len(test)} test"
+    return {"train": train, "valid": valid, "test": test}, note
+
+
+
+# ---------------------------------------------------------------------------------------------
+# bring your own task
+_FASTA_SUFFIXES = {".fasta", ".fa", ".faa", ".fas"}
+
+
+def _suffixes(path: Path) -> list[str]:
+    s = [x.lower() for x in path.suffixes]
+    return s[:-1] if s and s[-1] in {".gz", ".xz", ".bz2"} else s
+
+
+def _read_table(path: Path) -> tuple[list[str], list[tuple[int, dict[str, str]]]]:
+    """Header (lower-cased) and ``(line number, row)`` pairs of a CSV (``,``) or TSV (tab if
+    the name ends .tsv/.tab, or the header holds a tab)."""
+    import csv
+
+    from lsdkit.data.fasta import open_text
+
+    if not path.is_file():
+        raise TaskError(f"{path}: no such file")
+    with open_text(path) as fh:
+        lines = fh.read().splitlines()
+    if not lines:
+        raise TaskError(f"{path}: empty file")
+    ext = (_suffixes(path) or [""])[-1]
+    tab = ext in {".tsv", ".tab"} or (ext != ".csv" and "\t" in lines[0])
+    rows = list(csv.reader(lines, delimiter="\t" if tab else ","))
+    header = [h.strip().lower() for h in rows[0]]
+    out = []
+    for n, row in enumerate(rows[1:], start=2):
+        if not any(c.strip() for c in row):
+            continue
+        if len(row) != len(header):
+            raise TaskError(f"{path}:{n}: {len(row)} fields, the header has {len(header)}")
+        out.append((n, {h: c.strip() for h, c in zip(header, row)}))
+    return header, out
+
+
+def _require(path: Path, header: list[str], columns: list[str]) -> None:
+    missing = [c for c in columns if c not in header]
+    if missing:
+        raise TaskError(f"{path}: missing column(s) {', '.join(map(repr, missing))} "
+                        f"(found: {', '.join(header) or 'none'})")
+
+
+def _is_float(s: str) -> bool:
+    try:
+        float(s)
+        return True
+    except ValueError:
+        return False
+
+
+def infer_label_kind(labels: list[str], max_classes: int = 20) -> str:
+    """Label kind from raw label strings: ``;``-lists -> multilabel; numbers with a fraction, or
+    more than ``max_classes`` distinct integers -> regression; otherwise 2 distinct values ->
+    binary, up to ``max_classes`` -> multiclass. Raises if text labels have too many values."""
+    distinct = set(labels)
+    if any(";" in x for x in labels):
+        return "multilabel"
+    if all(_is_float(x) for x in distinct):
+        if not all(float(x).is_integer() for x in distinct) or len(distinct) > max_classes:
+            return "regression"
+    elif len(distinct) > max_classes:
+        raise TaskError(f"{len(distinct)} distinct text labels, more than max_classes={max_classes}: "
+                        "pass kind='multiclass' (or a larger max_classes) if that is intended")
+    return "binary" if len(distinct) == 2 else "multiclass"
+
+
+def _custom_rows(path: Path, labels, kind: str | None) -> list[tuple[int, dict[str, str], Path]]:
+    """``(line, row, file)`` triples with ``id``, ``label``, sequence column(s), maybe ``split``."""
+    if _suffixes(path)[-1:] and _suffixes(path)[-1] in _FASTA_SUFFIXES:
+        if labels is None:
+            raise TaskError(f"{path}: a FASTA task needs labels= a CSV/TSV with columns id, label[, split]")
+        from lsdkit.data.fasta import read_fasta
+
+        seqs = {rec.id: (rec.sequence, rec.line) for rec in read_fasta(path)}
+        lpath = Path(labels)
+        header, rows = _read_table(lpath)
+        _require(lpath, header, ["id", "label"])
+        for n, row in rows:
+            if row["id"] not in seqs:
+                raise TaskError(f"{lpath}:{n}: label for unknown record {row['id']!r} (not in {path.name})")
+        labelled = {row["id"] for _, row in rows}
+        for rid, (_, line) in seqs.items():
+            if rid not in labelled:
+                raise TaskError(f"{path}:{line}: record {rid!r} has no label in {lpath.name}")
+        table = [(n, {**row, "sequence": seqs[row["id"]][0]}, lpath) for n, row in rows]
+    else:
+        header, rows = _read_table(path)
+        pair = kind == "pair_binary" or ("sequence_a" in header and "sequence" not in header)
+        _require(path, header, ["id", "sequence_a", "sequence_b", "label"] if pair else ["id", "sequence", "label"])
+        table = [(n, row, path) for n, row in rows]
+    if not table:
+        raise TaskError(f"{path}: no records")
+    seen: dict[str, int] = {}
+    for n, row, src in table:
+        for col in ("id", "label"):
+            if not row[col]:
+                raise TaskError(f"{src}:{n}: empty {col}")
+        if row["id"] in seen:
+            raise TaskError(f"{src}:{n}: duplicate id {row['id']!r} (first at line {seen[row['id']]})")
+        seen[row["id"]] = n
+    return table
+
+
+def _vocabulary(path: Path, kind: str, raw: list[str], classes) -> tuple[str, ...] | None:
+    if kind == "regression":
+        return None
+    if classes:
+        return tuple(classes)
+    if kind == "multilabel":
+        return tuple(sorted({t.strip() for x in raw for t in x.split(";") if t.strip()}))
+    if kind == "residue_multiclass":
+        return tuple(sorted(set("".join(raw))))
+    numeric = all(_is_float(v) for v in raw)
+    found = tuple(sorted(set(raw), key=lambda x: (float(x), x) if numeric else (0, x)))
+    if kind in ("binary", "pair_binary") and len(found) != 2:
+        raise TaskError(f"{path}: kind={kind} needs exactly 2 classes, found {len(found)}: {', '.join(found[:10])}")
+    return found
+
+
+def _parse_label(kind: str, lab: str, seq, index: dict[str, int], where: str):
+    if kind == "regression":
+        if not _is_float(lab):
+            raise TaskError(f"{where}: label {lab!r} is not a number (kind=regression)")
+        return float(lab)
+    if kind == "multilabel":
+        terms = [t.strip() for t in lab.split(";") if t.strip()]
+        bad = [t for t in terms if t not in index]
+        if bad:
+            raise TaskError(f"{where}: unknown label(s) {', '.join(map(repr, bad))}")
+        return tuple(sorted({index[t] for t in terms}))
+    if kind == "residue_multiclass":
+        if len(lab) != len(seq):
+            raise TaskError(f"{where}: per-residue label has {len(lab)} letters, the sequence {len(seq)}")
+        bad = sorted(set(lab) - set(index))
+        if bad:
+            raise TaskError(f"{where}: unknown per-residue label(s) {', '.join(map(repr, bad))}")
+        return np.array([index[c] for c in lab], dtype=np.int8)
+    if lab not in index:
+        raise TaskError(f"{where}: unknown label {lab!r} (classes: {', '.join(index)})")
+    return index[lab]
+
+
+def load_custom_task(path: str | os.PathLike, kind: str | None = None, *, labels: str | os.PathLike | None = None,
+                     name: str | None = None, classes: list[str] | None = None, max_classes: int = 20,
+                     valid_fraction: float = 0.1, test_fraction: float = 0.1, salt: str = "lsdkit") -> TaskData:
+    """Load your own task.
+
+    * a CSV/TSV with columns ``id, sequence, label`` and optionally ``split`` (train/valid/test);
+      ``pair_binary`` tasks give ``sequence_a, sequence_b`` instead of ``sequence``; or
+    * a FASTA file (``path``) plus ``labels=`` a CSV/TSV with ``id, label[, split]``; every FASTA
+      record needs a label and every label an existing record.
+
+    ``kind`` is inferred when not given (:func:`infer_label_kind`); ``residue_multiclass`` must be
+    given: the label is a string as long as the sequence, one class letter per residue.
+    ``classes`` fixes the class list (labels outside it are errors). Without a ``split`` column
+    records are split by a stable hash of the id (``valid_fraction``, ``test_fraction``).
+    Every problem raises :class:`TaskError` naming the file, line or record, and the problem;
+    so does a split without records or a class without training records.
+    """
+    path = Path(path)
+    table = _custom_rows(path, labels, kind)
+    raw = [row["label"] for _, row, _ in table]
+    kind = kind or ("pair_binary" if "sequence_a" in table[0][1] else infer_label_kind(raw, max_classes))
+    if kind not in LABEL_KINDS:
+        raise TaskError(f"{path}: unknown label kind {kind!r} (one of {', '.join(LABEL_KINDS)})")
+    cls = _vocabulary(path, kind, raw, classes)
+    index = {c: i for i, c in enumerate(cls or ())}
+
+    records: dict[str, list[Record]] = {s: [] for s in SPLITS}
+    for n, row, src in table:
+        rid = row["id"]
+        try:
+            seq = ((clean_sequence(row["sequence_a"], rid), clean_sequence(row["sequence_b"], rid))
+                   if kind == "pair_binary" else clean_sequence(row["sequence"], rid))
+        except ValueError as e:
+            raise TaskError(f"{src}:{n}: {e}") from None
+        value = _parse_label(kind, row["label"], seq, index, f"{src}:{n}: record {rid!r}")
+        split = row.get("split", "")
+        if "split" in row and split not in SPLITS:
+            raise TaskError(f"{src}:{n}: record {rid!r}: split {split!r} is not one of {', '.join(SPLITS)}")
+        if not split:
+            u = stable_unit(rid, salt)
+            split = "test" if u < test_fraction else ("valid" if u < test_fraction + valid_fraction else "train")
+        records[split].append(Record(rid, seq, value))
+
+    for s in SPLITS:
+        if not records[s]:
+            raise TaskError(f"{path}: split {s!r} has no records")
+    if cls is not None:
+        present = {s: set(np.concatenate([np.atleast_1d(np.asarray(r.label, np.int64)) for r in records[s]]))
+                   for s in SPLITS}
+        for i, c in enumerate(cls):
+            if i not in present["train"]:
+                found = [s for s in SPLITS if i in present[s]]
+                raise TaskError(f"{path}: class {c!r} has no records in the train split "
+                                f"(found in: {', '.join(found) or 'no split'}); add examples or set splits")
+    has_split = any("split" in row for _, row, _ in table)
+    spec = TaskSpec(name=name or path.name.split(".")[0], source=str(path), kind=kind, metric=DEFAULT_METRIC[kind],
+                    protocol="custom" if has_split else f"custom-hash-split-{salt}",
+                    description=f"custom task from {path}", extra_metrics=("auroc",) if kind == "binary" else ())
+    return TaskData(spec=spec, splits=records, classes=cls)

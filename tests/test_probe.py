@@ -1,0 +1,224 @@
+"""Probes: metrics against hand-computed answers, every label kind on tiny data, and the rule
+that nothing is tuned on a test split."""
+
+import inspect
+import json
+import os
+
+import numpy as np
+import pytest
+from sklearn.metrics import roc_auc_score
+
+from lsdkit.baselines import Composition
+from lsdkit.data.tasks import Record, TaskData, TaskSpec
+from lsdkit.probe import (OneVsRestTerms, ProbeConfig, accuracy, auroc, evaluate, fit_probe, fmax,
+                          markdown_table, pair_features, probe_task, result_rows, run_probe,
+                          select_on_valid, spearman, task_arrays)
+
+# --- metrics ---------------------------------------------------------------------------------
+# 3 proteins x 3 terms, worked by hand (see test_fmax_hand_computed)
+Y = np.array([[1, 0, 0], [0, 1, 1], [1, 1, 0]], bool)
+S = np.array([[0.9, 0.2, 0.1], [0.3, 0.8, 0.4], [0.6, 0.1, 0.7]])
+
+
+def test_fmax_hand_computed():
+    # τ = 0.4: P1={0} (p 1, r 1), P2={1,2} (1, 1), P3={0,2} (1/2, 1/2) -> pr = rc = 5/6, F = 5/6
+    assert fmax(Y, S, thresholds=[0.4]) == pytest.approx(5 / 6)       # scores >= τ predict
+    # τ = 0.41: P2={1} (1, 1/2) -> pr 5/6, rc 2/3, F = 20/27
+    assert fmax(Y, S, thresholds=[0.41]) == pytest.approx(20 / 27)
+    # τ = 0.75: protein 3 predicts nothing -> precision over the 2 covered proteins = 1,
+    # recall over all 3 = (1 + 1/2 + 0)/3 = 1/2, F = 2/3 (averaging precision over all: 4/7)
+    assert fmax(Y, S, thresholds=[0.75]) == pytest.approx(2 / 3)
+    # τ = 0.05: everything predicted: pr = (1/3 + 2/3 + 2/3)/3 = 5/9, rc = 1, F = 10/14
+    assert fmax(Y, S, thresholds=[0.05]) == pytest.approx(10 / 14)
+    assert fmax(Y, S) == pytest.approx(5 / 6)                          # max over 0.00..1.00
+    # a protein without true terms is not part of the benchmark
+    assert fmax(np.vstack([Y, [[0, 0, 0]]]), np.vstack([S, [[0.9, 0.9, 0.9]]])) == pytest.approx(5 / 6)
+    assert fmax(Y, np.zeros_like(S), thresholds=[0.5]) == 0.0           # nothing predicted
+
+
+def test_auroc_spearman_accuracy_known_answers():
+    assert auroc([0, 0, 1, 1], [0.1, 0.4, 0.35, 0.8]) == pytest.approx(0.75)
+    assert auroc([0, 1], [0.5, 0.5]) == pytest.approx(0.5)             # ties count one half
+    rng = np.random.default_rng(0)
+    y, s = rng.integers(0, 2, 50), rng.random(50).round(1)
+    assert auroc(y, s) == pytest.approx(roc_auc_score(y, s))
+    # ranks of pred: 1, 2, 3.5, 5, 3.5 -> rho = 8 / sqrt(10 * 9.5)
+    assert spearman([1, 2, 3, 4, 5], [5, 6, 7, 8, 7]) == pytest.approx(8 / np.sqrt(95))
+    assert accuracy([0, 1, 2, 2], [0, 1, 1, 2]) == 0.75
+
+
+# --- every label kind on tiny data ------------------------------------------------------------
+def spec(kind, metric, **kw):
+    return TaskSpec(name=f"toy_{kind}", source="-", kind=kind, metric=metric, protocol="toy",
+                    description="toy", **kw)
+
+
+def blobs(n, k, d=5, seed=0):
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, k, n)
+    centres = rng.normal(scale=4, size=(k, d))
+    return centres[y] + rng.normal(size=(n, d)), y
+
+
+def split3(X, y):
+    n = len(X)
+    a, b = n // 2, 3 * n // 4
+    return {"train": X[:a], "valid": X[a:b], "test": X[b:]}, {"train": y[:a], "valid": y[a:b], "test": y[b:]}
+
+
+def test_multiclass_binary_and_residue_probes():
+    X, y = blobs(240, 3)
+    for kind in ("multiclass", "residue_multiclass"):
+        r = probe_task(*split3(X, y), spec(kind, "accuracy"))
+        assert r.test["accuracy"] > 0.95 and r.valid["accuracy"] > 0.95
+        assert r.hyperparams["probe"] == "logreg" and r.hyperparams["C"] in ProbeConfig().C_grid
+        assert r.seed == 0 and set(r.valid_curve) == {repr(c) for c in ProbeConfig().C_grid}
+    X, y = blobs(200, 2, seed=1)
+    r = probe_task(*split3(X, y), spec("binary", "accuracy", extra_metrics=("auroc",)))
+    assert r.metrics == ("accuracy", "auroc") and r.test["auroc"] > 0.98
+
+
+def test_regression_probe():
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(200, 6))
+    y = X @ rng.normal(size=6) + 0.1 * rng.normal(size=200)
+    r = probe_task(*split3(X, y), spec("regression", "spearman"))
+    assert r.test["spearman"] > 0.95 and r.hyperparams["probe"] == "ridge" and "alpha" in r.hyperparams
+
+
+def test_multilabel_probe_and_untrainable_terms():
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(300, 6))
+    Yl = np.stack([X[:, 0] > 0, X[:, 1] > 0.5, X[:, 2] + X[:, 3] > 0, np.zeros(300, bool)], 1)
+    Yl[::2, 3] = False
+    r = probe_task(*split3(X, Yl), spec("multilabel", "fmax"))
+    assert r.test["fmax"] > 0.85
+    # a term never positive in training scores its training frequency (0)
+    assert (r.model.predict_proba(X[:5])[:, 3] == 0).all()
+
+
+def test_one_vs_rest_terms_matches_sklearn_logistic_regression():
+    from sklearn.linear_model import LogisticRegression
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(150, 4))
+    Yl = (X @ rng.normal(size=(4, 3)) + rng.normal(size=(150, 3))) > 0
+    ours = OneVsRestTerms(C=0.1).fit(X, Yl).predict_proba(X)
+    for k in range(3):
+        ref = LogisticRegression(C=0.1, tol=1e-10, max_iter=5000).fit(X, Yl[:, k]).predict_proba(X)[:, 1]
+        np.testing.assert_allclose(ours[:, k], ref, atol=2e-3)
+
+
+def test_mlp_probe_is_seeded():
+    X, y = blobs(400, 3)
+    cfg = ProbeConfig(model="mlp", mlp_hidden=(8,), mlp_alpha_grid=(1e-2,), max_iter=200, seed=3)
+    a, b = (probe_task(*split3(X, y), spec("multiclass", "accuracy"), cfg) for _ in range(2))
+    assert a.test == b.test and a.hyperparams["probe"] == "mlp" and a.seed == 3
+    assert a.test["accuracy"] > 0.9
+
+
+# --- nothing is tuned on test ----------------------------------------------------------------
+def test_hyperparameters_are_chosen_on_valid_even_when_test_prefers_another():
+    """Train/valid follow y = X w; test follows the direction a heavily shrunk ridge predicts
+    (X^T y), so on test alpha=1e4 would win; the probe must still pick the valid-best alpha."""
+    rng = np.random.default_rng(0)
+    cov = np.array([[1, 0.95], [0.95, 1]])
+    X = rng.multivariate_normal([0, 0], cov, size=600)
+    w = np.array([1.0, -0.8])
+    y = X @ w
+    Xs = (X - X[:300].mean(0)) / X[:300].std(0)
+    w_shrunk = Xs[:300].T @ y[:300]
+    y_test = Xs[400:] @ w_shrunk
+    feats = {"train": X[:300], "valid": X[300:400], "test": X[400:]}
+    labels = {"train": y[:300], "valid": y[300:400], "test": y_test}
+    task = spec("regression", "spearman")
+    cfg = ProbeConfig(alpha_grid=(1e4, 1e-3))
+    chosen = probe_task(feats, labels, task, cfg)
+    assert chosen.hyperparams["alpha"] == 1e-3
+    other = probe_task(feats, labels, task, ProbeConfig(alpha_grid=(1e4,)))
+    assert other.test["spearman"] > chosen.test["spearman"] + 0.1   # test would have chosen 1e4
+    assert other.valid["spearman"] < chosen.valid["spearman"]
+    # structurally: the selecting functions never receive test data, and test is scored once
+    assert "test" not in "".join(inspect.signature(fit_probe).parameters)
+    with pytest.raises(RuntimeError, match="scored once"):
+        evaluate(chosen, feats["test"], labels["test"])
+
+
+def test_select_on_valid_ignores_test():
+    X, y = blobs(160, 2)
+    r = probe_task(*split3(X, y), spec("binary", "accuracy"))
+    good = dataclass_replace(r, valid={"accuracy": 0.9}, test={"accuracy": 0.5})
+    bad = dataclass_replace(r, valid={"accuracy": 0.7}, test={"accuracy": 0.99})
+    assert select_on_valid({(0.1, 2): bad, (0.5, 2): good, (0.9, 2): bad}) == (0.5, 2)
+    assert select_on_valid({"a": good, "b": good}) == "a"            # ties keep the first
+    with pytest.raises(ValueError):
+        select_on_valid({})
+
+
+def dataclass_replace(r, **kw):
+    import dataclasses
+    return dataclasses.replace(r, **kw)
+
+
+# --- tasks -> arrays -> rows -----------------------------------------------------------------
+def toy_task(kind, records, classes=None, **kw):
+    splits = {s: [Record(f"{s}{i}", seq, lab) for i, (seq, lab) in enumerate(records)]
+              for s in ("train", "valid", "test")}
+    return TaskData(spec=spec(kind, "accuracy", **kw), splits=splits, classes=classes)
+
+
+def test_task_arrays_for_pairs_and_residues():
+    pairs = toy_task("pair_binary", [(("AAAA", "CCCC"), 1), (("CCCC", "AAAA"), 0), (("AAAA", "AAAA"), 1)], ("n", "y"))
+    X, Yp = task_arrays(pairs, Composition())
+    assert X["train"].shape == (3, 40) and Yp["train"].tolist() == [1, 0, 1]
+    np.testing.assert_array_equal(X["train"][0], X["train"][1])      # [a*b, |a-b|] is symmetric
+    np.testing.assert_array_equal(pair_features(np.ones((1, 2)), np.zeros((1, 2))), [[0, 0, 1, 1]])
+    res = toy_task("residue_multiclass", [("ACDE", np.array([0, 1, -1, 2], np.int8)),
+                                          ("AC", np.array([-1, -1], np.int8))], ("H", "E", "C"))
+    X, Yr = task_arrays(res, Composition())
+    assert X["test"].shape == (3, 20) and Yr["test"].tolist() == [0, 1, 2]    # -1 residues dropped
+    capped = toy_task("multiclass", [(s, i % 2) for i, s in enumerate(["AC", "CA", "AA", "CC", "AD"])], ("a", "b"))
+    X, _ = task_arrays(capped, Composition(), ProbeConfig(max_train_rows=2))
+    assert len(X["train"]) == 2 and len(X["test"]) == 5              # test is never capped
+
+
+def test_result_rows_and_cv_aggregation():
+    X, y = blobs(160, 2)
+    results = []
+    for seed in (0, 1):
+        r = probe_task(*split3(X, y), spec("binary", "accuracy", extra_metrics=("auroc",)), ProbeConfig(seed=seed))
+        results.append(dataclass_replace(r, representation="toy", fold=seed))
+    rows = result_rows(results)
+    assert list(rows[0]) == ["representation", "task", "t", "split", "metric", "value", "hyperparams", "seed", "protocol"]
+    assert {(r["split"], r["metric"]) for r in rows} == {(s, m) for s in ("valid", "test")
+                                                         for m in ("accuracy", "accuracy_sd", "auroc", "auroc_sd")}
+    assert len(json.loads(rows[0]["hyperparams"])["folds"]) == 2
+    one = result_rows(results[:1])
+    assert {r["metric"] for r in one} == {"accuracy", "auroc"}
+    assert "| toy | toy_binary | toy | accuracy |" in markdown_table([results])
+
+
+def test_probe_command_on_the_bundled_go_task(tmp_path, capsys, monkeypatch):
+    import csv
+
+    from lsdkit.cli import main
+
+    monkeypatch.delenv("LSDKIT_DATA", raising=False)          # go_mf_sp14 ships with lsdkit
+    out = tmp_path / "r.csv"
+    assert main(["probe", "--features", "composition", "--task", "go_mf_sp14", "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "| composition | go_mf_sp14 | sp14-sample-homology-split | fmax |" in printed
+    rows = list(csv.DictReader(out.open()))
+    assert [(r["split"], r["metric"]) for r in rows] == [("valid", "fmax"), ("test", "fmax")]
+    assert 0.2 < float(rows[1]["value"]) < 0.8 and json.loads(rows[1]["hyperparams"])["probe"] == "logreg"
+    assert main(["probe", "--features", "composition", "--task", "nope"]) == 2
+    assert "unknown task 'nope'" in capsys.readouterr().err
+
+
+@pytest.mark.skipif(not os.environ.get("LSDKIT_DATA"), reason="LSDKIT_DATA is not set (real task data)")
+def test_run_probe_on_real_thermostability():
+    (r,) = run_probe("thermostability", Composition(), data=os.environ["LSDKIT_DATA"])
+    assert r.representation == "composition" and r.protocol == "saprot-valid"
+    assert r.n_rows == {"train": 498, "valid": 141, "test": 1336}
+    assert 0.2 < r.test["spearman"] < 0.6
