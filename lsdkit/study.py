@@ -39,8 +39,8 @@ class StudyConfig:
 
     preset: str = "tiny"                       # model size preset (lsdkit presets)
     encoders: tuple[str, ...] = ("tn", "nm", "mlm")
-    encoder_steps: int = 300
-    diffusion_steps: int = 300
+    encoder_steps: int = 200
+    diffusion_steps: int = 150
     max_minutes: float | None = None           # per model (None: train to the step budget)
     batch_tokens: int = 4096
     corpus_limit: int | None = None            # first N corpus records (None: all)

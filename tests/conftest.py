@@ -44,3 +44,22 @@ def fixture_fasta(tmp_path) -> Path:
     dest = tmp_path / "swissprot64.fasta"
     shutil.copyfile(SWISSPROT64, dest)
     return dest
+
+
+@pytest.fixture(scope="session")
+def study_run_dir(tmp_path_factory) -> Path:
+    """One study run directory per test session, shared by the notebook and browser tests, so the
+    tiny models are trained once and loaded after (``LSDKIT_CI_RUN_DIR`` names a persistent one)."""
+    explicit = os.environ.get("LSDKIT_CI_RUN_DIR")
+    if explicit:
+        Path(explicit).mkdir(parents=True, exist_ok=True)
+        return Path(explicit).resolve()
+    return tmp_path_factory.mktemp("study-run")
+
+
+@pytest.fixture(scope="session")
+def artifacts_dir(tmp_path_factory) -> Path:
+    """Where tests leave files for people to inspect: ``$LSDKIT_ARTIFACTS`` or ``test-artifacts/``."""
+    root = Path(os.environ.get("LSDKIT_ARTIFACTS", Path(__file__).resolve().parents[1] / "test-artifacts"))
+    root.mkdir(parents=True, exist_ok=True)
+    return root

@@ -172,9 +172,10 @@ def test_strip_outputs(toys):
 
 @pytest.mark.notebooks
 @pytest.mark.skipif(not os.environ.get("LSDKIT_DATA"), reason="the notebooks' tasks need LSDKIT_DATA (CI sets it)")
-def test_notebooks_execute_with_ci_parameters(tmp_path):
+def test_notebooks_execute_with_ci_parameters(study_run_dir, artifacts_dir):
+    out = artifacts_dir / "notebooks-ci"      # executed copies + figures, left for inspection
     try:
-        runs = nbrun.run_notebooks(tmp_path, "ci", log_output=False)
+        runs = nbrun.run_notebooks(out, "ci", run_dir=study_run_dir, log_output=False)
     except nbrun.NotebookError as exc:
         pytest.fail(str(exc), pytrace=False)
     assert [r.name for r in runs] == EXPECTED
