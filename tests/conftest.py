@@ -23,6 +23,12 @@ def pytest_configure(config):
     0.09 s to 4.5 s with 2 threads), and pinned thread counts keep numbers reproducible."""
     import torch
     torch.set_num_threads(1)
+
+
+def pytest_collection_modifyitems(config, items):
+    """Browser tests last: they open notebooks 03/04 in JupyterLab and load the models that the
+    notebook test (papermill) trained into the shared ``study_run_dir``."""
+    items.sort(key=lambda item: item.get_closest_marker("browser") is not None)
 SWISSPROT64 = FIXTURES / "swissprot64.fasta"
 
 
