@@ -198,7 +198,7 @@ def run_notebooks(out_dir: str | os.PathLike, params: str = "ci", only: Sequence
             values = dict(sets[nb.stem])
             values.update({k: v for k, v in (("figures_dir", str(figures)), ("run_dir", str(run))) if k in declared})
             target = out / nb.name
-            before = set(figures.glob("*")) if figures.is_dir() else set()
+            started = time.time()      # figures written from now on are this notebook's (also on re-runs)
             print(f"[notebooks] {nb.stem}: running with {params} parameters", flush=True)
             t0 = time.perf_counter()
             try:
@@ -214,7 +214,8 @@ def run_notebooks(out_dir: str | os.PathLike, params: str = "ci", only: Sequence
                                     f"  executed copy (partial): {target}", notebook=nb.stem, output=target)
                 _write_summary(out, params, runs, str(err))
                 raise err from exc
-            made = sorted(set(figures.glob("*")) - before - {figures / "plotly.min.js"}) if figures.is_dir() else []
+            made = sorted(p for p in figures.glob("*") if p.name != "plotly.min.js"
+                          and p.stat().st_mtime >= started) if figures.is_dir() else []
             runs.append(NotebookRun(nb.stem, target, time.perf_counter() - t0, made))
             print(f"[notebooks] {nb.stem}: done in {runs[-1].seconds:.0f} s, {len(made)} figure file(s)", flush=True)
             _write_summary(out, params, runs, None)
