@@ -474,10 +474,15 @@ def corpus_loaders(args, max_len: int, cfg: TrainConfig):
     return train, valid
 
 
-def run_training(model: nn.Module, args) -> int:
-    """Shared handler body: corpus loaders, Trainer, fit, one summary line."""
+def run_training(model: nn.Module, args, prepare=None) -> int:
+    """Shared handler body: corpus loaders, Trainer, fit, one summary line.
+
+    ``prepare(model, train_loader, cfg)``, if given, runs before the Trainer is built (the
+    diffusion target estimates its latent statistics there)."""
     cfg = train_config_from_args(args)
     train, valid = corpus_loaders(args, model.config.max_len, cfg)
+    if prepare is not None:
+        prepare(model, train, cfg)
     trainer = Trainer(model, train, valid, cfg, run_dir=args.out, resume=args.resume)
     last = trainer.fit()
     if trainer.is_main:

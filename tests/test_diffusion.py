@@ -22,15 +22,6 @@ from lsdkit.train import TrainConfig, Trainer
 from conftest import SWISSPROT64
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """One torch thread: on a shared 2-core machine, 2 OMP threads can be 50x slower (spin-waiting)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 @pytest.fixture(scope="module")
 def records():
     return [(r.id, r.sequence.upper().replace("U", "C")) for r in read_fasta(SWISSPROT64)]

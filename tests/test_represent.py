@@ -16,14 +16,6 @@ SEQS = ["MKTAYIAKQRQISFVKSHFSRQ", "MKV", "ACDEFGHIKLMNPQRSTVWY" * 3, "GGSGGSPLE"
 IDS = ["p1", "p2", "p3", "p4"]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 @pytest.fixture(scope="module")
 def diffusion():
     """A tiny diffusion model with random (non-zero) adaLN gates, so every layer depends on t."""

@@ -330,10 +330,7 @@ def add_commands(subparsers) -> None:
 
 
 def _train_diffusion(args) -> int:
-    from itertools import islice
-
-    from lsdkit.train import (Trainer, corpus_loaders, latest_checkpoint, seed_everything,
-                              train_config_from_args)
+    from lsdkit.train import latest_checkpoint, run_training, seed_everything
     seed_everything(args.seed)
     try:
         model = LatentDiffusion.from_encoder(args.latents, preset=args.preset, prediction=args.prediction,
@@ -341,21 +338,19 @@ def _train_diffusion(args) -> int:
     except (CheckpointError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    cfg = train_config_from_args(args)
-    train, valid = corpus_loaders(args, model.config.max_len, cfg)
-    if not (args.resume and latest_checkpoint(args.out)):   # a resumed run restores the statistics
-        if cfg.device == "auto":   # the Trainer's device rule: estimate where training will run
-            model.to(f"cuda:{int(os.environ.get('LOCAL_RANK', '0'))}" if torch.cuda.is_available() else "cpu")
-        else:
-            model.to(cfg.device)
-        train.set_epoch(0)
-        stats = model.estimate_latent_stats(islice(train, model.config.stats_batches))
-        if int(os.environ.get("RANK", "0")) == 0:
-            print(f"latent statistics from {stats['residues']} residues: mean |mu| {stats['mean_abs_mu']:.3g}, "
-                  f"mean std {stats['mean_std']:.3g}")
-    trainer = Trainer(model, train, valid, cfg, run_dir=args.out, resume=args.resume)
-    last = trainer.fit()
-    if trainer.is_main:
-        shown = ", ".join(f"{k}={v:.4g}" for k, v in last.items())
-        print(f"diffusion: step {trainer.step}; {shown}; checkpoint {latest_checkpoint(args.out)}")
-    return 0
+    resumed = args.resume and latest_checkpoint(args.out) is not None   # restores the statistics
+    return run_training(model, args, prepare=None if resumed else _estimate_stats)
+
+
+def _estimate_stats(model: LatentDiffusion, train, cfg) -> None:
+    """Latent mean/std from the first ``stats_batches`` training batches, on the training device."""
+    from itertools import islice
+    if cfg.device == "auto":   # the Trainer's device rule: estimate where training will run
+        model.to(f"cuda:{int(os.environ.get('LOCAL_RANK', '0'))}" if torch.cuda.is_available() else "cpu")
+    else:
+        model.to(cfg.device)
+    train.set_epoch(0)
+    stats = model.estimate_latent_stats(islice(train, model.config.stats_batches))
+    if int(os.environ.get("RANK", "0")) == 0:
+        print(f"latent statistics from {stats['residues']} residues: mean |mu| {stats['mean_abs_mu']:.3g}, "
+              f"mean std {stats['mean_std']:.3g}")
