@@ -388,12 +388,14 @@ class Trainer:
                     last = {k: float(np.mean([m[k] for m in window if k in m])) for k in window[-1]}
                     self._write_metrics({"split": "train", "step": self.step, "epoch": self.epoch, **last})
                     window = []
-                if cfg.eval_every and self.step % cfg.eval_every == 0:
+                done = self.step >= cfg.max_steps or self._time_up(t0)
+                # validate on schedule, and once more when the run ends between scheduled points
+                # (a --max-minutes stop), so every finished run ends with a validation row
+                if cfg.eval_every and (self.step % cfg.eval_every == 0 or done):
                     val = self.validate()
                     if val:
                         self._write_metrics({"split": "valid", "step": self.step, **val})
                         last.update({f"val_{k}": v for k, v in val.items()})
-                done = self.step >= cfg.max_steps or self._time_up(t0)
                 if cfg.ckpt_every and self.step % cfg.ckpt_every == 0 and not done:
                     self.save()
                 if done:

@@ -6,13 +6,15 @@ import pytest
 from lsdkit.study import Study, study_config
 
 
+SMALL = dict(encoders=("tn", "mlm"), encoder_steps=6, diffusion_steps=4, batch_tokens=2048, ts=(0.1, 0.6),
+             max_train_rows=400, max_valid_rows=100, warmup_steps=2)
+
+
 @pytest.fixture(scope="module")
 def study(tmp_path_factory):
     mp = pytest.MonkeyPatch()
     mp.delenv("LSDKIT_DATA", raising=False)          # the bundled sample: what a fresh machine has
-    cfg = study_config("tiny", encoders=("tn", "mlm"), encoder_steps=6, diffusion_steps=4,
-                       batch_tokens=2048, ts=(0.1, 0.6), max_train_rows=400, max_valid_rows=100)
-    st = Study(tmp_path_factory.mktemp("study"), cfg, progress=False)
+    st = Study(tmp_path_factory.mktemp("study"), study_config("tiny", **SMALL), progress=False)
     st.run()
     yield st
     mp.undo()
@@ -60,3 +62,32 @@ def test_unknown_encoder_and_preset_are_clear_errors(tmp_path):
         Study(tmp_path, study_config("tiny", encoders=("xx",)))
     with pytest.raises(ValueError, match="unknown study preset"):
         study_config("huge")
+
+
+def test_parallel_run_matches_serial(study, tmp_path, monkeypatch):
+    """``--jobs 2``: the two encoder pipelines run in worker processes (one torch thread each on a
+    2-core machine, as the serial run here) and give the same models and the same table."""
+    monkeypatch.delenv("LSDKIT_DATA", raising=False)
+    monkeypatch.setattr("os.cpu_count", lambda: 2)      # one thread per worker, as in this process
+    par = Study(tmp_path, study_config("tiny", **SMALL), progress=False)
+    table = par.run(jobs=2)
+    for name in ("tn", "mlm", "diffusion_tn", "diffusion_mlm"):
+        a, b = study.metrics(name), par.metrics(name)
+        pd.testing.assert_series_equal(a["loss"], b["loss"], rtol=1e-5)
+    log = (tmp_path / "logs" / "tn.log").read_text()
+    assert "lsdkit.train" in log                       # the worker's training output went to its log
+    pd.testing.assert_frame_equal(table, study.table(), rtol=1e-4)
+
+
+def test_study_passes_warmup_and_time_caps(tmp_path, monkeypatch):
+    calls = []
+    monkeypatch.setattr("lsdkit.cli.main", lambda argv: calls.append(argv) or 1)
+    cfg = study_config("tiny", max_minutes=3.0, diffusion_minutes=1.5, warmup_steps=7)
+    st = Study(tmp_path, cfg, progress=False)
+    with pytest.raises(RuntimeError, match="training tn failed"):
+        st.autoencoder("tn")
+    argv = calls[-1]
+    assert argv[argv.index("--warmup-steps") + 1] == "7" and argv[argv.index("--max-minutes") + 1] == "3.0"
+    with pytest.raises(RuntimeError, match="training diffusion_tn failed"):
+        st._train("diffusion_tn", ["train", "diffusion"], 5, cfg.diffusion_minutes)
+    assert calls[-1][calls[-1].index("--max-minutes") + 1] == "1.5"

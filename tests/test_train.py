@@ -147,6 +147,16 @@ def test_time_budget_and_frozen_parameters(tmp_path):
     assert not math.isnan(_losses(tmp_path)[1])
 
 
+def test_time_budget_stop_ends_with_a_validation(fixture_fasta, tmp_path):
+    # a --max-minutes stop between scheduled validations still validates the model it saves
+    train, valid = _loaders(fixture_fasta)
+    trainer = Trainer(_model(), train, valid, _cfg(max_minutes=0.0, eval_every=4), run_dir=tmp_path)
+    last = trainer.fit()
+    assert trainer.step == 1
+    assert list(_losses(tmp_path, "valid", "recon_acc")) == [1]
+    assert 0 <= last["val_recon_acc"] <= 1
+
+
 def test_cli_train_and_resume(fixture_fasta, tmp_path, capsys):
     parser = argparse.ArgumentParser(prog="lsdkit")
     add_commands(parser.add_subparsers(dest="command"))
