@@ -221,7 +221,7 @@ class UniRep:
 
     def codes(self, seq: str, record: str = "<sequence>") -> np.ndarray:
         """Start token + jax-unirep letter codes of the (validated, cleaned) sequence."""
-        clean = ALPHABET.decode(ALPHABET.encode(seq, record=record))
+        clean = ALPHABET.clean(seq, record)
         return np.concatenate([[UNIREP_START], self._lut[np.frombuffer(clean.encode(), np.uint8)]])
 
     def hidden(self, sequences: Sequence[str]) -> list[np.ndarray]:
@@ -233,7 +233,6 @@ class UniRep:
         out: list[np.ndarray | None] = [None] * len(codes)
         start = 0
         while start < len(order):
-            T = len(codes[order[start]])
             end = start + 1
             while end < len(order) and (end - start + 1) * len(codes[order[end]]) <= self.max_tokens:
                 end += 1

@@ -40,12 +40,17 @@ def _primary(task: str) -> str:
     return get_task(task).metric
 
 
+def headline(sweep: pd.DataFrame) -> pd.DataFrame:
+    """The reported rows of a sweep: test scores of the selected keys (the mean over folds for
+    cross-validated tasks)."""
+    sel = sweep[(sweep["split"] == "test") & sweep["selected"].astype(bool)]
+    return sel[sel["fold"].isna() | (sel["fold"].astype(str) == "mean")].reset_index(drop=True)
+
+
 def comparison_table(sweep: pd.DataFrame, baselines: pd.DataFrame | None = None) -> pd.DataFrame:
     """Long table: row, task, metric, value (test), detail (the chosen t/layer for diffusion rows)."""
     out = []
-    test = sweep[(sweep["split"] == "test") & sweep["selected"].astype(bool)]
-    test = test[test["fold"].isna() | (test["fold"].astype(str) == "mean")]
-    for _, r in test.iterrows():
+    for _, r in headline(sweep).iterrows():
         if r["metric"] != _primary(r["task"]):
             continue
         if r["key"] == "latent":

@@ -58,11 +58,11 @@ class StudyConfig:
 STUDY_PRESETS: dict[str, StudyConfig] = {
     # CI and the README's quick start: bundled sample only, a few minutes on 2 CPU cores
     "tiny": StudyConfig(),
-    # the CPU study on Swiss-Prot 2014 and the real tasks (hours on 2 cores)
     # the CPU study on Swiss-Prot 2014: `lsdkit reproduce --preset small --jobs 3` on 2 cores.
-    # Step budgets match the time caps there (~11 s per 8k-token step with three models side by
-    # side), so the LR schedule completes; the tasks are the two whose sweeps fit in ~40 min
-    # (a sweep costs ~25 s per 8k tokens: encoder + 6 denoiser passes). Add tasks with --tasks.
+    # The encoders' 150 steps fit the 30-minute cap there (~11 s per 8k-token step with three models
+    # side by side), so their LR schedule completes (the denoisers stop at their 15-minute cap after
+    # ~50 of 80 steps); the tasks are two small ones, so that denoiser and sweep
+    # take about an hour per encoder there (README, "The CPU study"). Add tasks with --tasks.
     "small": StudyConfig(preset="small", encoder_steps=150, diffusion_steps=80, max_minutes=30,
                          diffusion_minutes=15, warmup_steps=15, batch_tokens=8192,
                          tasks=("metal_ion_binding", "go_mf_sp14"),
@@ -91,6 +91,7 @@ class Study:
         self.config = study_config(config) if isinstance(config, str) else config
         self.data_dir = data_dir
         self.progress = progress
+        self._valid = None            # the corpus's validation split, loaded on first use
         for name in self.config.encoders:
             if name not in ENCODERS:
                 raise ValueError(f"unknown encoder {name!r}; choose from {sorted(ENCODERS)}")
@@ -170,9 +171,11 @@ class Study:
         from lsdkit.alphabet import ALPHABET
         from lsdkit.data.corpus import Corpus, CorpusConfig
         from lsdkit.models.presets import SIZES
-        cfg = CorpusConfig(fasta=self._corpus_arg(), max_len=SIZES[self.config.preset]["max_len"],
-                           limit=self.config.corpus_limit)
-        ds = Corpus.load(cfg).split("valid")
+        if self._valid is None:       # parsing the corpus takes seconds: once per Study
+            cfg = CorpusConfig(fasta=self._corpus_arg(), max_len=SIZES[self.config.preset]["max_len"],
+                               limit=self.config.corpus_limit)
+            self._valid = Corpus.load(cfg).split("valid")
+        ds = self._valid
         items = [ds[i] for i in range(min(n, len(ds)))]
         return [i for i, _ in items], [ALPHABET.decode(t) for _, t in items]
 
@@ -322,7 +325,6 @@ def _pipeline_worker(run_dir: str, config: dict, data_dir, threads: int, name: s
     import torch
     torch.set_num_threads(threads)
     t0 = time.time()
-    config = {k: tuple(v) if isinstance(v, list) else v for k, v in config.items()}
     with open(log, "a", buffering=1) as f:
         sys.stdout.flush()
         sys.stderr.flush()

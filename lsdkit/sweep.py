@@ -25,7 +25,7 @@ import pandas as pd
 
 from lsdkit.data.tasks import TaskData, load_task, task_folds
 from lsdkit.probe import ProbeConfig, ProbeResult, evaluate, fit_probe, select_on_valid, task_arrays
-from lsdkit.represent import LATENT, Representer, feature_key
+from lsdkit.represent import Representer, feature_key
 
 DEFAULT_TS = (0.0, 0.1, 0.2, 0.3, 0.5, 0.7, 0.9)
 
@@ -152,14 +152,3 @@ def _rows(by_key: dict[Key, list[ProbeResult]], chosen: list[Key], representatio
         df = pd.concat([df, mean[df.columns]], ignore_index=True)
     return df
 
-
-def headline(df: pd.DataFrame) -> pd.DataFrame:
-    """The reported number per (representation, task, key): the test score of the selected keys,
-    with the primary metric only (mean over folds for cross-validated tasks)."""
-    sel = df[(df["split"] == "test") & df["selected"]]
-    sel = sel[(sel["fold"].isna()) | (sel["fold"] == "mean")]
-    return sel.reset_index(drop=True)
-
-
-def is_latent(key: str) -> bool:
-    return key == LATENT

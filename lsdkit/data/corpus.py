@@ -38,6 +38,7 @@ from lsdkit.data.batching import (EpochLoader, SequenceDataset, TokenBudgetBatch
                                   padding_fraction_of)
 from lsdkit.data.fasta import FastaError, FastaRecord, open_text, read_fasta
 from lsdkit.data.bundle import FULL_FASTA, FULL_SOURCE
+from lsdkit.data.tasks import stable_unit
 from lsdkit.data.sources import DataError, corpus_fasta
 
 log = logging.getLogger(__name__)
@@ -80,10 +81,8 @@ def accession(record_id: str) -> str:
     return parts[1] if len(parts) >= 3 and parts[0] in ("sp", "tr") else record_id
 
 
-def split_value(acc: str, salt: str = "lsdkit") -> float:
-    """A uniform number in [0, 1) determined by (salt, accession) alone."""
-    digest = hashlib.blake2b(f"{salt}\0{acc}".encode(), digest_size=8).digest()
-    return int.from_bytes(digest, "big") / 2.0 ** 64
+# a uniform number in [0, 1) fixed by (salt, accession) alone: the one hash behind every split
+split_value = stable_unit
 
 
 def read_accessions(path: str | os.PathLike) -> set[str]:

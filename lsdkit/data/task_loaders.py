@@ -198,10 +198,11 @@ def meltome(folder: Path):
             tm[r["Protein"].split("_")[0]].append(float(r["Tm"]))
     held_ids = {r.id.split("#")[0] for r in valid + test}
     held_seqs = [r.sequence for r in valid + test]
+    held = set(held_seqs)
     pool = {a for a in tm if a not in held_ids}
     seqs = swissprot_sequences(folder.parent, pool)
     cleaned = {a: clean_sequence(s, a) for a, s in seqs.items()}
-    exact = {a for a, s in cleaned.items() if s in set(held_seqs)}
+    exact = {a for a, s in cleaned.items() if s in held}
     cand = {a: s for a, s in cleaned.items() if a not in exact}
     homologues = kmer_homologues(cand, held_seqs)
     train = [Record(a, s, float(np.mean(tm[a]))) for a, s in sorted(cand.items()) if a not in homologues]

@@ -107,9 +107,6 @@ class TaskData:
     def sizes(self) -> dict[str, int]:
         return {s: len(self.splits[s]) for s in SPLITS}
 
-    def sequences(self, split: str) -> list:
-        return [r.sequence for r in self.splits[split]]
-
     def labels(self, split: str) -> np.ndarray:
         """Labels of a split as an array (see :func:`label_array`)."""
         return label_array(self.splits[split], self.kind, len(self.classes or ()))
@@ -142,9 +139,8 @@ def stable_unit(key: str, salt: str = "lsdkit") -> float:
 
 def hash_split(records: list[Record], fraction: float, salt: str) -> tuple[list[Record], list[Record]]:
     """Split records into (rest, carved) with ``carved`` ≈ ``fraction`` of them, stably by id."""
-    carved = [r for r in records if stable_unit(r.id, salt) < fraction]
-    rest = [r for r in records if stable_unit(r.id, salt) >= fraction]
-    return rest, carved
+    inside = [stable_unit(r.id, salt) < fraction for r in records]
+    return ([r for r, c in zip(records, inside) if not c], [r for r, c in zip(records, inside) if c])
 
 
 def clean_sequence(seq: str, record: str) -> str:
