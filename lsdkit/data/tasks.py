@@ -107,6 +107,9 @@ class TaskData:
     def sizes(self) -> dict[str, int]:
         return {s: len(self.splits[s]) for s in SPLITS}
 
+    def sequences(self, split: str) -> list:
+        return [r.sequence for r in self.splits[split]]
+
     def labels(self, split: str) -> np.ndarray:
         """Labels of a split as an array (see :func:`label_array`)."""
         return label_array(self.splits[split], self.kind, len(self.classes or ()))
