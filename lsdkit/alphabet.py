@@ -25,6 +25,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from lsdkit.errors import LsdkitError
+
 STANDARD = "ACDEFGHIKLMNPQRSTVWY"
 SPECIALS = ("<pad>", "<mask>", "<bos>", "<eos>")
 PAD, MASK, BOS, EOS = 0, 1, 2, 3
@@ -33,7 +35,7 @@ UNK = FIRST_RESIDUE + len(STANDARD)  # index of X
 AMBIGUOUS_TO_X: dict[str, str] = {"B": "X", "Z": "X", "J": "X", "U": "X", "O": "X"}
 
 
-class SequenceError(ValueError):
+class SequenceError(LsdkitError, ValueError):
     """A sequence (or sequence file) is not acceptable; the message names record, position, letter."""
 
     def __init__(self, message: str, *, record: str | None = None, position: int | None = None,

@@ -43,6 +43,7 @@ from pathlib import Path
 import numpy as np
 
 from lsdkit.alphabet import ALPHABET, FIRST_RESIDUE, STANDARD
+from lsdkit.errors import LsdkitError
 
 N_STD = len(STANDARD)           # 20
 WINDOW = 7                      # half-width of the per-residue windows (15 residues)
@@ -58,7 +59,7 @@ def _frequencies(counts: np.ndarray) -> np.ndarray:
     return (counts / np.maximum(total, 1)).astype(np.float32)
 
 
-def composition(sequences: Sequence[str]) -> np.ndarray:
+def composition_features(sequences: Sequence[str]) -> np.ndarray:
     """Amino-acid composition [N, 20]: the fraction of each standard residue."""
     return np.stack([_frequencies(np.bincount(residue_index(s), minlength=N_STD + 1)[:N_STD])
                      for s in sequences]) if len(sequences) else np.zeros((0, N_STD), np.float32)
@@ -117,7 +118,7 @@ class Composition:
     name: str = "composition"
 
     def __call__(self, sequences: Sequence[str]) -> np.ndarray:
-        return composition(sequences)
+        return composition_features(sequences)
 
     def residues(self, sequences: Sequence[str]) -> list[np.ndarray]:
         return [_frequencies(window_sum(_eye(N_STD, residue_index(s)), self.window)) for s in sequences]
@@ -167,7 +168,7 @@ _UNIREP_CODES = dict(zip("MRHKDESTNQCUGPAVIFYWLOX", [*range(1, 23), 23]))
 UNIREP_START = 24
 
 
-class UniRepUnavailable(RuntimeError):
+class UniRepUnavailable(LsdkitError, RuntimeError):
     """The UniRep weights are not installed; the message says how to get them."""
 
 
@@ -202,7 +203,9 @@ class UniRep:
         import torch
 
         self.path = unirep_weights_path(weights)
-        self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        from lsdkit.device import resolve_device
+
+        self.device = resolve_device(device)
         self.max_tokens = max_tokens
         with np.load(self.path) as z:
             p = {k: torch.from_numpy(z[k]).to(self.device, torch.float32) for k in z.files}

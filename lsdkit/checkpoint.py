@@ -10,9 +10,9 @@ Layout of one checkpoint directory::
                                optimizer structure with tensor references
 
 A run directory holds ``step_000100/``, ``step_000200/``, ... and a pointer file ``latest``
-containing the newest step directory's name (no symlinks). Every write goes to a temporary
-directory first, is fsynced and then moved into place with ``os.replace``, so a crash leaves
-either the old or the new checkpoint, never a half-written one.
+containing the newest step directory's name (no symlinks). Every write goes through
+:func:`lsdkit.io.atomic_directory` (a temporary directory, fsynced, then renamed into place), so a
+crash leaves either the old or the new checkpoint, never a half-written one.
 
 Model kinds: ``register_kind(kind, ConfigClass, ModelClass)``; a model class is built as
 ``ModelClass(config)`` and carries ``.config`` and ``.kind``. :func:`load_model` refuses a
@@ -27,7 +27,6 @@ non-string dict keys and tensor references.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import importlib
 import json
 import os
@@ -41,6 +40,8 @@ from safetensors.torch import load_file, save_file
 
 from lsdkit import __version__
 from lsdkit.alphabet import ALPHABET
+from lsdkit.errors import LsdkitError
+from lsdkit.io import atomic_directory, atomic_write_text, sha256_file
 
 FORMAT = 1
 LATEST = "latest"
@@ -52,7 +53,7 @@ KIND_MODULES = {"autoencoder": "lsdkit.models.autoencoder", "mlm": "lsdkit.model
                 "diffusion": "lsdkit.models.diffusion"}
 
 
-class CheckpointError(RuntimeError):
+class CheckpointError(LsdkitError, RuntimeError):
     """A checkpoint is missing, corrupted, or does not match what was asked for."""
 
 
@@ -156,68 +157,28 @@ def unflatten_state(structure, tensors: dict[str, torch.Tensor]):
     return walk(structure)
 
 
-# --- atomic file helpers ---------------------------------------------------------------------------
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
+# --- files of a checkpoint directory (written inside lsdkit.io.atomic_directory) ---------------------
 def _write_json(path: Path, obj) -> None:
     with open(path, "w") as f:
         json.dump(obj, f, indent=1)
-        f.flush()
-        os.fsync(f.fileno())
-
-
-def _fsync_file(path: Path) -> None:
-    with open(path, "rb") as f:
-        os.fsync(f.fileno())
-
-
-def write_text_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    with open(tmp, "w") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
-def _replace_dir(tmp: Path, final: Path) -> None:
-    """Move ``tmp`` to ``final``; an existing ``final`` is moved aside first and removed after."""
-    old = None
-    if final.exists():
-        old = final.with_name(f".{final.name}.old{os.getpid()}")
-        os.replace(final, old)
-    os.replace(tmp, final)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
 
 
 def _model_files(stage: Path, model: torch.nn.Module) -> dict:
     """Write model.safetensors into ``stage``; return the config.json payload (without writing)."""
     weights = {k: v.detach().to("cpu").clone().contiguous() for k, v in model.state_dict().items()}
     save_file(weights, str(stage / "model.safetensors"), metadata={"format": "pt"})
-    _fsync_file(stage / "model.safetensors")
     return {"format": FORMAT, "kind": model.kind, "model_class": type(model).__name__,
             "config": config_to_dict(model.config), "alphabet": ALPHABET.signature(),
             "lsdkit_version": __version__,
-            "sha256": {"model.safetensors": _sha256(stage / "model.safetensors")}}
+            "sha256": {"model.safetensors": sha256_file(stage / "model.safetensors")}}
 
 
 # --- saving ----------------------------------------------------------------------------------------
 def save_model(path: str | os.PathLike, model: torch.nn.Module) -> Path:
     """Write a weights-only checkpoint directory (model.safetensors + config.json) atomically."""
     final = Path(path)
-    final.parent.mkdir(parents=True, exist_ok=True)
-    stage = final.with_name(f".{final.name}.tmp{os.getpid()}")
-    shutil.rmtree(stage, ignore_errors=True)
-    stage.mkdir()
-    _write_json(stage / "config.json", _model_files(stage, model))
-    _replace_dir(stage, final)
+    with atomic_directory(final) as stage:
+        _write_json(stage / "config.json", _model_files(stage, model))
     return final
 
 
@@ -234,21 +195,16 @@ def save_checkpoint(run_dir: str | os.PathLike, step: int, model: torch.nn.Modul
     ``keep`` step directories.
     """
     run_dir = Path(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
     final = run_dir / step_dir_name(step)
-    stage = run_dir / f".{final.name}.tmp{os.getpid()}"
-    shutil.rmtree(stage, ignore_errors=True)
-    stage.mkdir()
-    meta = _model_files(stage, model)
-    tensors, structure = flatten_state(trainer_state, "t")
-    save_file(tensors, str(stage / "trainer_state.safetensors"))
-    _fsync_file(stage / "trainer_state.safetensors")
-    meta["sha256"]["trainer_state.safetensors"] = _sha256(stage / "trainer_state.safetensors")
-    _write_json(stage / "trainer_state.json", {"format": FORMAT, "step": step, "state": structure})
-    meta["sha256"]["trainer_state.json"] = _sha256(stage / "trainer_state.json")
-    _write_json(stage / "config.json", meta)
-    _replace_dir(stage, final)
-    write_text_atomic(run_dir / LATEST, final.name + "\n")
+    with atomic_directory(final) as stage:
+        meta = _model_files(stage, model)
+        tensors, structure = flatten_state(trainer_state, "t")
+        save_file(tensors, str(stage / "trainer_state.safetensors"))
+        meta["sha256"]["trainer_state.safetensors"] = sha256_file(stage / "trainer_state.safetensors")
+        _write_json(stage / "trainer_state.json", {"format": FORMAT, "step": step, "state": structure})
+        meta["sha256"]["trainer_state.json"] = sha256_file(stage / "trainer_state.json")
+        _write_json(stage / "config.json", meta)
+    atomic_write_text(run_dir / LATEST, final.name + "\n")
     if keep is not None:
         steps = sorted(p for p in run_dir.glob("step_*") if p.is_dir())
         for old in steps[:-keep]:
@@ -298,7 +254,7 @@ def _verified(ckpt: Path, name: str, meta: dict) -> Path:
     if not path.is_file():
         raise CheckpointError(f"{path}: file missing")
     want = meta["sha256"].get(name)
-    if want is not None and _sha256(path) != want:
+    if want is not None and sha256_file(path) != want:
         raise CheckpointError(f"{path}: corrupted (sha256 differs from the one in config.json)")
     return path
 
@@ -376,3 +332,22 @@ def load_trainer_state(path: str | os.PathLike) -> dict:
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise CheckpointError(f"{state_json}: corrupted JSON ({e})") from None
     return unflatten_state(doc["state"], tensors)
+
+
+# --- the names HuggingFace users type --------------------------------------------------------------
+class Pretrained:
+    """``model.save_pretrained(dir)`` and ``Model.from_pretrained(dir)``: thin aliases of
+    :func:`save_model` and :func:`load_model` (one checkpoint format). Mixed into every model class
+    before ``nn.Module``; the class's ``kind`` is the only kind ``from_pretrained`` accepts."""
+
+    kind: str
+
+    def save_pretrained(self, path: str | os.PathLike) -> Path:
+        """Write this model's weights-only checkpoint directory (:func:`save_model`)."""
+        return save_model(path, self)
+
+    @classmethod
+    def from_pretrained(cls, path: str | os.PathLike, map_location: str | torch.device = "cpu"):
+        """The model saved at ``path`` (a checkpoint or run directory), in eval mode
+        (:func:`load_model`); a checkpoint of another kind is refused with :class:`CheckpointError`."""
+        return load_model(path, expect_kind=cls.kind, map_location=map_location)

@@ -22,20 +22,19 @@ column (``sequence`` or ``seq``) and optionally an id column (``id``, ``name``, 
 
 from __future__ import annotations
 
-import argparse
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
 
 from lsdkit.alphabet import ALPHABET, SequenceError
+from lsdkit.errors import LsdkitError
 
 ID_COLUMNS = ("id", "name", "accession", "entry")
 SEQ_COLUMNS = ("sequence", "seq")
 
 
-class InputError(ValueError):
+class InputError(LsdkitError, ValueError):
     """The input file cannot be used; the message names the file (and record)."""
 
 
@@ -57,57 +56,31 @@ def read_sequences(path: str | Path) -> tuple[list[str], list[str]]:
 
 
 def _read_table(path: Path, sep: str) -> tuple[list[str], list[str]]:
-    import pandas as pd
-    try:
-        df = pd.read_csv(path, sep=sep, dtype=str, keep_default_na=False)
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as e:
-        raise InputError(f"{path}: cannot parse as {'TSV' if sep == chr(9) else 'CSV'} ({e})") from None
-    cols = {c.strip().lower(): c for c in df.columns}
+    from lsdkit.data.tables import read_table
+
+    table = read_table(path, sep, error=InputError)
+    cols = {c.strip().lower(): i for i, c in enumerate(table.header)}
     seq_col = next((cols[c] for c in SEQ_COLUMNS if c in cols), None)
     if seq_col is None:
-        raise InputError(f"{path}: no sequence column (one of {SEQ_COLUMNS}); columns are {list(df.columns)}")
+        raise InputError(f"{path}: no sequence column (one of {SEQ_COLUMNS}); columns are {table.header}")
     id_col = next((cols[c] for c in ID_COLUMNS if c in cols), None)
-    ids = [str(x) for x in df[id_col]] if id_col else [f"row{i + 1}" for i in range(len(df))]
+    lines = [n for n, _ in table.rows]
+    ids = [cells[id_col] for _, cells in table.rows] if id_col is not None else \
+        [f"row{i + 1}" for i in range(len(table.rows))]
     seen: dict[str, int] = {}
-    for row, rid in enumerate(ids, 2):
+    for row, rid in zip(lines, ids):
         if not rid:
             raise InputError(f"{path}: line {row}: empty id")
         if rid in seen:
             raise InputError(f"{path}: line {row}: duplicate id {rid!r} (first on line {seen[rid]})")
         seen[rid] = row
-    seqs = [str(s).strip() for s in df[seq_col]]
-    for row, (rid, s) in enumerate(zip(ids, seqs), 2):
+    seqs = [cells[seq_col].strip() for _, cells in table.rows]
+    for row, rid, s in zip(lines, ids, seqs):
         try:
             ALPHABET.encode(s, record=rid)
         except SequenceError as e:
             raise InputError(f"{path}: line {row}: {e}") from None
     return ids, seqs
-
-
-def parse_ts(text: str | None) -> list[float]:
-    """``"0,0.1,0.5"`` -> [0.0, 0.1, 0.5]; each in [0, 1]."""
-    if not text:
-        return []
-    out = []
-    for part in text.split(","):
-        try:
-            t = float(part)
-        except ValueError:
-            raise InputError(f"--t: {part!r} is not a number (give e.g. --t 0,0.1,0.5)") from None
-        if not 0.0 <= t <= 1.0:
-            raise InputError(f"--t: {t} is outside [0, 1]")
-        out.append(t)
-    return out
-
-
-def parse_layers(text: str) -> int | str | list[int]:
-    """``"all"``, ``"-1"`` or ``"0,3,6"``."""
-    if text == "all":
-        return "all"
-    try:
-        return [int(x) for x in text.split(",")]
-    except ValueError:
-        raise InputError(f"--layer: {text!r} is not 'all', an integer or a comma list of integers") from None
 
 
 def embed(checkpoint: str, ids: list[str], seqs: list[str], ts: list[float], layers="all",
@@ -135,45 +108,3 @@ def embed(checkpoint: str, ids: list[str], seqs: list[str], ts: list[float], lay
             "cut_to_max_len": int(sum(n > rep.max_len for n in map(len, seqs)))}
     out["meta"] = np.array(json.dumps(meta))
     return out
-
-
-def add_commands(sub) -> None:
-    p = sub.add_parser("embed", help="write latent / diffusion representations of sequences to .npz",
-                       description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--checkpoint", required=True, help="autoencoder, mlm or diffusion checkpoint (or run dir)")
-    p.add_argument("--input", required=True, help="FASTA or CSV/TSV with a sequence column")
-    p.add_argument("--out", required=True, help="output .npz (written atomically)")
-    p.add_argument("--t", default=None, help="diffusion levels, comma separated, e.g. 0,0.1,0.5")
-    p.add_argument("--layer", default="-1", help="denoiser layer(s): -1 (last, default), all, or 0,3,6")
-    p.add_argument("--per-residue", action="store_true", help="keep every residue instead of pooling")
-    p.add_argument("--k", type=int, default=1, help="noise draws averaged per t > 0 (default 1)")
-    p.add_argument("--seed", type=int, default=0, help="noise seed (default 0)")
-    p.add_argument("--max-tokens", type=int, default=16384, help="tokens per denoiser call")
-    p.add_argument("--max-len", type=int, default=None, help="cut longer sequences (default: the model's max_len)")
-    p.add_argument("--cache", default=None, help="feature cache directory (re-runs load from it)")
-    p.add_argument("--device", default=None, help="cpu | cuda (default: cuda when available)")
-    p.set_defaults(func=_cmd_embed)
-
-
-def _cmd_embed(args: argparse.Namespace) -> int:
-    from lsdkit.checkpoint import CheckpointError
-    from lsdkit.represent import save_npz_atomic
-    try:
-        ts, layers = parse_ts(args.t), parse_layers(args.layer)
-        ids, seqs = read_sequences(args.input)
-        arrays = embed(args.checkpoint, ids, seqs, ts, layers, args.per_residue, k=args.k, seed=args.seed,
-                       max_tokens=args.max_tokens, max_len=args.max_len, cache_dir=args.cache,
-                       device=args.device)
-    except (CheckpointError, SequenceError, ValueError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    save_npz_atomic(out, arrays)
-    shapes = ", ".join(f"{k} {list(v.shape)}" for k, v in arrays.items() if k not in ("ids", "meta", "lengths"))
-    print(f"wrote {len(ids)} sequences to {out}: {shapes}")
-    cut = json.loads(str(arrays["meta"]))["cut_to_max_len"]
-    if cut:
-        print(f"note: {cut} sequence(s) longer than max_len were cut to their first residues "
-              "(see 'lengths'; raise --max-len to keep more)")
-    return 0

@@ -22,18 +22,24 @@ from __future__ import annotations
 import ast
 import json
 import os
+import sys
+import sysconfig
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from lsdkit.errors import LsdkitError
+from lsdkit.io import atomic_write_text
+
 PARAM_SETS = ("ci", "full")
 PARAMS_FILE = "params.json"
 INJECTED = ("figures_dir", "run_dir")   # set by the runner, never by params.json
 KERNEL = "python3"
+SHARE = Path("share", "lsdkit", "notebooks")   # where a wheel installs them (pyproject: tool.setuptools.data-files)
 
 
-class NotebookError(RuntimeError):
+class NotebookError(LsdkitError, RuntimeError):
     """A notebook failed (or could not start); the message names the notebook and the cell."""
 
     def __init__(self, message: str, *, notebook: str, cell_index: int | None = None,
@@ -52,13 +58,36 @@ class NotebookRun:
     figures: list[Path] = field(default_factory=list)
 
 
+def checkout_notebooks_dir() -> Path:
+    """``notebooks/`` beside the ``lsdkit`` package: there in a source checkout (or editable install)."""
+    return Path(__file__).resolve().parents[1] / "notebooks"
+
+
+def installed_notebooks_dirs() -> list[Path]:
+    """Where an install puts the notebooks' copy: ``<prefix>/share/lsdkit/notebooks`` for the
+    environment's data prefix, the user scheme (``pip install --user``) and ``sys.prefix``."""
+    roots = [sysconfig.get_path("data"), sys.prefix]
+    try:
+        roots.insert(1, sysconfig.get_path("data", f"{os.name}_user"))
+    except KeyError:            # no user scheme on this platform
+        pass
+    return list(dict.fromkeys(Path(root) / SHARE for root in roots))
+
+
 def notebooks_dir(explicit: str | os.PathLike | None = None) -> Path:
-    """The folder of numbered notebooks: ``explicit``, else ``notebooks/`` of the source checkout."""
-    path = Path(explicit) if explicit is not None else Path(__file__).resolve().parents[1] / "notebooks"
-    if not path.is_dir():
-        raise NotebookError(f"no notebooks folder at {path}: run from a source checkout of lsdkit "
-                            "(pip install -e .) or pass --notebooks DIR", notebook="-")
-    return path
+    """The folder of numbered notebooks: ``explicit``; else the source checkout's ``notebooks/``;
+    else the copy installed with the package (:func:`installed_notebooks_dirs`)."""
+    if explicit is not None:
+        if not Path(explicit).is_dir():
+            raise NotebookError(f"no notebooks folder at {explicit}", notebook="-")
+        return Path(explicit)
+    looked = [checkout_notebooks_dir(), *installed_notebooks_dirs()]
+    for path in looked:
+        if (path / PARAMS_FILE).is_file():
+            return path
+    raise NotebookError(f"no notebooks folder (looked in {', '.join(map(str, looked))}): install lsdkit "
+                        "(pip install lsdkit, or pip install -e . in a checkout) or pass --notebooks DIR",
+                        notebook="-")
 
 
 def list_notebooks(directory: str | os.PathLike | None = None) -> list[Path]:
@@ -165,9 +194,7 @@ def _write_summary(out: Path, param_set: str, runs: list[NotebookRun], failed: s
         lines.append(f"| [{r.name}]({r.output.name}) | {r.seconds:.0f} | {figs} |")
     if failed:
         lines += ["", f"**Stopped:** {failed}"]
-    tmp = out / ".README.md.tmp"
-    tmp.write_text("\n".join(lines) + "\n")
-    os.replace(tmp, out / "README.md")
+    atomic_write_text(out / "README.md", "\n".join(lines) + "\n")
 
 
 def run_notebooks(out_dir: str | os.PathLike, params: str = "ci", only: Sequence[str] | None = None, *,
@@ -241,51 +268,24 @@ def strip_outputs(path: str | os.PathLike) -> bool:
         nb.metadata.pop(key, None)
     after = nbformat.writes(nb)
     if after != before:
-        tmp = path.with_name(f".{path.name}.tmp")
-        tmp.write_text(after)
-        os.replace(tmp, path)
+        atomic_write_text(path, after)
     return after != before
 
 
-# --------------------------------------------------------------------------- command line
+# --- inside a notebook ----------------------------------------------------------------------------
+def open_study(notebook: str, run_dir=None, study_preset: str = "tiny", study_overrides: dict | None = None,
+               data_dir=None, figures_dir=None):
+    """The set-up cell of the study notebooks (01-05), from their parameters.
 
-def add_commands(sub) -> None:
-    """Register ``lsdkit notebooks {run,strip}``."""
-    p = sub.add_parser("notebooks", help="run the numbered notebooks headless (papermill)",
-                       description="Execute the study's notebooks in order with a parameter set, or strip their outputs.")
-    p.set_defaults(_group_parser=p)
-    nsub = p.add_subparsers(dest="notebooks_command", metavar="SUBCOMMAND")
-    r = nsub.add_parser("run", help="execute every notebook in order, writing executed copies and figures")
-    r.add_argument("--params", choices=PARAM_SETS, default="ci", help="parameter set from notebooks/params.json")
-    r.add_argument("--out", required=True, help="output folder (executed notebooks, figures/, run/, README.md)")
-    r.add_argument("--only", nargs="+", metavar="NAME", help="only these notebooks (name or number, e.g. 00 03)")
-    r.add_argument("--run-dir", help="where models are trained/loaded (default OUT/run)")
-    r.add_argument("--notebooks", help="folder of notebooks (default: the checkout's notebooks/)")
-    r.add_argument("--log-output", action="store_true", help="stream cell output to the terminal")
-    r.add_argument("--cell-timeout", type=float, help="seconds allowed per cell (default: none)")
-    r.set_defaults(func=_cmd_run)
-    s = nsub.add_parser("strip", help="remove outputs from the committed notebooks (in place)")
-    s.add_argument("--notebooks", help="folder of notebooks (default: the checkout's notebooks/)")
-    s.set_defaults(func=_cmd_strip)
+    Sets up figures (:func:`lsdkit.viz.setup`, file names prefixed ``"<notebook>-"``), opens the
+    :class:`~lsdkit.study.Study` in ``run_dir`` (default ``lsdkit-run``) with the preset and
+    overrides, prints the run directory and the encoders, and returns ``(figs, study)``.
+    """
+    from lsdkit import viz
+    from lsdkit.models.presets import DISPLAY_NAMES
+    from lsdkit.study import Study, study_config
 
-
-def _cmd_run(args) -> int:
-    try:
-        runs = run_notebooks(args.out, args.params, args.only, notebooks=args.notebooks, run_dir=args.run_dir,
-                             log_output=args.log_output, cell_timeout=args.cell_timeout)
-    except NotebookError as exc:
-        print(f"error: {exc}")
-        return 1
-    total = sum(r.seconds for r in runs)
-    print(f"{len(runs)} notebook(s) executed in {total:.0f} s; report: {Path(args.out) / 'README.md'}")
-    return 0
-
-
-def _cmd_strip(args) -> int:
-    try:
-        changed = [nb.name for nb in list_notebooks(args.notebooks) if strip_outputs(nb)]
-    except NotebookError as exc:
-        print(f"error: {exc}")
-        return 1
-    print(f"stripped {', '.join(changed)}" if changed else "all notebooks already stripped")
-    return 0
+    figs = viz.setup(figures_dir, prefix=f"{notebook}-")
+    study = Study(run_dir or "lsdkit-run", study_config(study_preset, **(study_overrides or {})), data_dir=data_dir)
+    print(f"run directory: {study.run_dir}; encoders: {[DISPLAY_NAMES[e] for e in study.config.encoders]}")
+    return figs, study

@@ -22,13 +22,15 @@ from pathlib import Path
 
 import pandas as pd
 
-from lsdkit.checkpoint import write_text_atomic
+from lsdkit.io import atomic_write_text
+from lsdkit.models.presets import DISPLAY_NAMES
 
 PPI_TASKS = ("ppi_yeast", "ppi_human")
 
 
 def latent_row(encoder: str) -> str:
-    return "MLM embedding" if encoder == "MLM" else f"{encoder} latent"
+    """The table row of an encoder's latent, by display name (``LSD-TN latent``, ``MLM embedding``)."""
+    return "MLM embedding" if encoder == DISPLAY_NAMES["mlm"] else f"{encoder} latent"
 
 
 def diffusion_row(encoder: str) -> str:
@@ -45,6 +47,14 @@ def headline(sweep: pd.DataFrame) -> pd.DataFrame:
     cross-validated tasks)."""
     sel = sweep[(sweep["split"] == "test") & sweep["selected"].astype(bool)]
     return sel[sel["fold"].isna() | (sel["fold"].astype(str) == "mean")].reset_index(drop=True)
+
+
+def chosen_keys(sweep: pd.DataFrame) -> pd.DataFrame:
+    """The (t, layer) chosen on validation for each diffusion representation and task, with its test
+    score at the task's primary metric: representation, task, t, layer, metric, value."""
+    rows = headline(sweep)
+    rows = rows[rows["t"].notna() & (rows["metric"] == rows["task"].map(_primary))]
+    return rows[["representation", "task", "t", "layer", "metric", "value"]].reset_index(drop=True)
 
 
 def comparison_table(sweep: pd.DataFrame, baselines: pd.DataFrame | None = None) -> pd.DataFrame:
@@ -117,14 +127,14 @@ def judge_findings(table: pd.DataFrame) -> list[Finding]:
     """The paper's three findings, each reproduced / not reproduced / not tested on ``table``."""
     tasks = list(dict.fromkeys(table["task"]))
     rows = set(table["row"])
-    d = {e: diffusion_row(e) for e in ("LSD-TN", "LSD-NM", "LSD-TN-M", "MLM")}
-    lat = {e: latent_row(e) for e in ("LSD-TN", "LSD-NM", "LSD-TN-M", "MLM")}
+    d = {e: diffusion_row(name) for e, name in DISPLAY_NAMES.items()}     # keyed tn, nm, tnm, mlm
+    lat = {e: latent_row(name) for e, name in DISPLAY_NAMES.items()}
     out = []
 
     # 1
     claim = "Diffusion on LSD-TN and LSD-NM latents beats diffusion on MLM latents, on every task"
-    if {d["LSD-TN"], d["LSD-NM"], d["MLM"]} <= rows:
-        res = [_compare(table, d[e], d["MLM"], tasks) for e in ("LSD-TN", "LSD-NM")]
+    if {d["tn"], d["nm"], d["mlm"]} <= rows:
+        res = [_compare(table, d[e], d["mlm"], tasks) for e in ("tn", "nm")]
         ok = all(w == n and n > 0 for w, n, _ in res)
         ev = "; ".join(f"{e}: " + ", ".join(notes) for e, (_, _, notes) in zip(("TN", "NM"), res))
         out.append(Finding(claim, ok, ev))
@@ -135,9 +145,9 @@ def judge_findings(table: pd.DataFrame) -> list[Finding]:
     claim = ("No diffusion representation reaches the MLM embedding, and the MLM embedding beats the "
              "LSD autoencoder latents, on every task")
     diff_rows = [r for r in d.values() if r in rows]
-    lsd_lat = [lat[e] for e in ("LSD-TN", "LSD-NM") if lat[e] in rows]
-    if lat["MLM"] in rows and diff_rows and lsd_lat:
-        res = [_compare(table, lat["MLM"], r, tasks) for r in diff_rows + lsd_lat]
+    lsd_lat = [lat[e] for e in ("tn", "nm") if lat[e] in rows]
+    if lat["mlm"] in rows and diff_rows and lsd_lat:
+        res = [_compare(table, lat["mlm"], r, tasks) for r in diff_rows + lsd_lat]
         ok = all(w == n and n > 0 for w, n, _ in res)
         ev = "; ".join(f"MLM embedding vs {r}: " + ", ".join(notes)
                        for r, (_, _, notes) in zip(diff_rows + lsd_lat, res))
@@ -149,16 +159,16 @@ def judge_findings(table: pd.DataFrame) -> list[Finding]:
     claim = ("LSD-NM generally beats LSD-TN (most tasks, latents and diffusion), except on PPI, where "
              "LSD-TN-M is notably better")
     non_ppi = [t for t in tasks if t not in PPI_TASKS]
-    if {lat["LSD-TN"], lat["LSD-NM"]} <= rows and non_ppi:
+    if {lat["tn"], lat["nm"]} <= rows and non_ppi:
         parts, ok = [], True
-        for a, b in ((lat["LSD-NM"], lat["LSD-TN"]), (d["LSD-NM"], d["LSD-TN"])):
+        for a, b in ((lat["nm"], lat["tn"]), (d["nm"], d["tn"])):
             if {a, b} <= rows:
                 w, n, notes = _compare(table, a, b, non_ppi)
                 ok &= n > 0 and w > n / 2
                 parts.append(f"{a} vs {b}: {w}/{n} tasks (" + ", ".join(notes) + ")")
         ppi = [t for t in tasks if t in PPI_TASKS]
-        if ppi and lat["LSD-TN-M"] in rows:
-            w, n, notes = _compare(table, lat["LSD-TN-M"], lat["LSD-NM"], ppi)
+        if ppi and lat["tnm"] in rows:
+            w, n, notes = _compare(table, lat["tnm"], lat["nm"], ppi)
             ok &= n > 0 and w == n
             parts.append("PPI, LSD-TN-M latent vs LSD-NM latent: " + ", ".join(notes))
         else:
@@ -179,7 +189,7 @@ def write_report(run_dir: str | Path, table: pd.DataFrame, findings: list[Findin
     run_dir = Path(run_dir)
     paths = {"table_csv": run_dir / "table.csv", "table_md": run_dir / "table.md",
              "findings": run_dir / "findings.md"}
-    write_text_atomic(paths["table_csv"], table.to_csv(index=False))
-    write_text_atomic(paths["table_md"], to_markdown(table) + "\n")
-    write_text_atomic(paths["findings"], findings_markdown(findings) + "\n")
+    atomic_write_text(paths["table_csv"], table.to_csv(index=False))
+    atomic_write_text(paths["table_md"], to_markdown(table) + "\n")
+    atomic_write_text(paths["findings"], findings_markdown(findings) + "\n")
     return paths

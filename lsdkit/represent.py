@@ -32,24 +32,26 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 import numpy as np
 import torch
+from tqdm.auto import tqdm
 
 from lsdkit.alphabet import ALPHABET
 from lsdkit.checkpoint import config_to_dict, load_model, resolve
 from lsdkit.data.batching import TokenBudgetBatchSampler, collate
+from lsdkit.device import resolve_device
+from lsdkit.errors import ArgumentError
+from lsdkit.io import atomic_save_npz
 from lsdkit.models.diffusion import standardise, weights_hash
-from lsdkit.schedules import q_sample
+from lsdkit.schedules import DEFAULT_TS, q_sample
 
 LATENT = "latent"
 KINDS = ("autoencoder", "mlm", "diffusion")
 CACHE_VERSION = 1
-DEFAULT_SWEEP = (0.0, 0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
 
 
 # --- the small pieces ------------------------------------------------------------------------------
@@ -79,17 +81,6 @@ def data_hash(ids: Sequence[str], seqs: Sequence[str]) -> str:
     return h.hexdigest()
 
 
-def save_npz_atomic(path: Path, arrays: dict) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, **arrays)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 class KeyFeaturizer:
     """One feature key of a :class:`Representer` in the probes' featurizer protocol
     (``name``, ``__call__(seqs) -> [N, D]``, ``residues(seqs) -> list of [L_i, D]``)."""
@@ -106,6 +97,10 @@ class KeyFeaturizer:
 
 
 # --- the representer -------------------------------------------------------------------------------
+class LayerError(ArgumentError):
+    """A denoiser layer index that the model does not have."""
+
+
 class Representer:
     """Features of sequences from a checkpoint (path) or model of kind autoencoder | mlm | diffusion.
 
@@ -114,11 +109,14 @@ class Representer:
     stacked per call (default all), encoder batches get ``max_tokens / t_stack`` slots.
     ``max_len``: longer sequences are cut to their first ``max_len`` residues (default: the
     model's ``max_len``, as ESM's extract truncates); ``lengths`` in the output say so.
+    ``progress``: a tqdm bar over the batches of a pass (stderr, or a widget in a notebook), shown
+    when the pass takes more than a couple of seconds.
     """
 
     def __init__(self, model, *, t: float | None = None, layer: int | str = -1, k: int = 1, seed: int = 0,
                  max_tokens: int = 16384, t_stack: int | None = None, max_len: int | None = None,
-                 cache_dir: str | os.PathLike | None = None, device: str | torch.device | None = None):
+                 cache_dir: str | os.PathLike | None = None, device: str | torch.device | None = None,
+                 progress: bool = True):
         self.source = None
         if isinstance(model, (str, os.PathLike)):
             self.source = str(resolve(model))
@@ -129,12 +127,13 @@ class Representer:
         if k < 1 or max_tokens < 1 or (t_stack is not None and t_stack < 1):
             raise ValueError(f"k, max_tokens and t_stack must be >= 1 (k={k}, max_tokens={max_tokens}, "
                              f"t_stack={t_stack})")
-        self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        self.device = resolve_device(device)
         self.model, self.kind = model.to(self.device).eval(), model.kind
         self.t, self.layer, self.k, self.seed = t, layer, int(k), int(seed)
         self.max_tokens, self.t_stack = int(max_tokens), t_stack
         self.max_len = int(max_len or model.config.max_len)
         self.cache_dir = Path(cache_dir) if cache_dir is not None else None
+        self.progress = progress
         self.counters: Counter = Counter()   # encoder_batches, denoiser_calls, cache_hits, cache_writes
         self.padding_fraction: float | None = None
         self._model_hash: str | None = None
@@ -154,7 +153,7 @@ class Representer:
         out = []
         for x in layers:
             if not -n <= int(x) < n:
-                raise ValueError(f"layer {x} does not exist: the denoiser has hidden layers 0..{n - 1} "
+                raise LayerError(f"layer {x} does not exist: the denoiser has hidden layers 0..{n - 1} "
                                  f"(0 = input projection, {n - 1} = last block)")
             out.append(int(x) % n)
         return sorted(set(out))
@@ -165,10 +164,10 @@ class Representer:
             if t is None:
                 continue
             if self.kind != "diffusion":
-                raise ValueError(f"t={t}: a {self.kind} checkpoint has no diffusion levels; use t=None "
+                raise ArgumentError(f"t={t}: a {self.kind} checkpoint has no diffusion levels; use t=None "
                                  "(the latent) or a diffusion checkpoint")
             if not 0.0 <= float(t) <= 1.0:
-                raise ValueError(f"t={t} is outside [0, 1]")
+                raise ArgumentError(f"t={t} is outside [0, 1]")
         return ts
 
     @property
@@ -236,7 +235,7 @@ class Representer:
         key = self._one_key(t, layer)
         return self.features(seqs, ids, [t], layer, per_residue=True)[key]
 
-    def sweep(self, seqs, ids=None, ts: Iterable[float] = DEFAULT_SWEEP, layers="all") -> dict:
+    def sweep(self, seqs, ids=None, ts: Iterable[float] = DEFAULT_TS, layers="all") -> dict:
         """Pooled features for every (t, layer) from one pass per batch, plus the latent."""
         return self.features(seqs, ids, [None, *ts], layers)
 
@@ -270,7 +269,9 @@ class Representer:
                     acc[key] = np.zeros((N, h.shape[-1]), dtype=np.float32)
                 acc[key][idx] += masked_mean(h.float(), mask).cpu().numpy() * weight
 
-        for idx in sampler:
+        desc = f"{self.kind} features" + (f" at {len(ts)} t" if ts else "")
+        for idx in tqdm(sampler, total=len(sampler), desc=desc, unit="batch", leave=False, delay=2,
+                        disable=not self.progress):
             batch = collate([("", toks[i]) for i in idx])
             tokens, mask = batch["tokens"].to(self.device), batch["mask"].to(self.device)
             z = m.encoder_latents(tokens, mask) if self.kind == "diffusion" else m.encode(tokens, mask).float()
@@ -333,11 +334,10 @@ class Representer:
         path = self._cache_path(dhash, key, per_residue)
         if path is None:
             return
-        path.parent.mkdir(parents=True, exist_ok=True)
         if per_residue:
             offsets = np.zeros(len(value) + 1, dtype=np.int64)
             offsets[1:] = np.cumsum([len(v) for v in value])
-            save_npz_atomic(path, {"values": np.concatenate(value).astype(np.float32), "offsets": offsets})
+            atomic_save_npz(path, {"values": np.concatenate(value).astype(np.float32), "offsets": offsets})
         else:
-            save_npz_atomic(path, {"values": np.asarray(value, dtype=np.float32)})
+            atomic_save_npz(path, {"values": np.asarray(value, dtype=np.float32)})
         self.counters["cache_writes"] += 1

@@ -16,15 +16,14 @@ CLI::
 
 from __future__ import annotations
 
-import argparse
-import json
-import sys
 from collections.abc import Iterable, Sequence
 
 import numpy as np
 import torch
 
 from lsdkit.alphabet import FIRST_RESIDUE, STANDARD
+from lsdkit.device import resolve_device
+from lsdkit.errors import ArgumentError
 from lsdkit.schedules import ddim_step, sampling_times
 
 N_STANDARD = len(STANDARD)
@@ -60,13 +59,13 @@ def generate(model, n: int, length: int | Sequence[int], steps: int = 50, seed: 
              batch_size: int = 64, device: str | torch.device | None = None) -> list[str]:
     """``n`` sequences of the given length(s) (an int, or one length per sample)."""
     if model.kind != "diffusion":
-        raise ValueError(f"sampling needs a diffusion model, got a {model.kind!r} model")
+        raise ArgumentError(f"sampling needs a diffusion model, got a {model.kind!r} model")
     lengths = [int(length)] * n if np.isscalar(length) else [int(x) for x in length]
     if len(lengths) != n or n < 1:
-        raise ValueError(f"need n >= 1 and one length per sample (n={n}, {len(lengths)} lengths)")
+        raise ArgumentError(f"need n >= 1 and one length per sample (n={n}, {len(lengths)} lengths)")
     if min(lengths) < 1:
-        raise ValueError(f"sequence length must be >= 1, got {min(lengths)}")
-    device = torch.device(device) if device else next(model.parameters()).device
+        raise ArgumentError(f"sequence length must be >= 1, got {min(lengths)}")
+    device = resolve_device(device) if device else next(model.parameters()).device
     model = model.to(device).eval()
     d_z = model.config.d_z
     gen = torch.Generator().manual_seed(int(seed))
@@ -87,19 +86,30 @@ def generate(model, n: int, length: int | Sequence[int], steps: int = 50, seed: 
 
 
 # --- statistics --------------------------------------------------------------------------------------
-def composition(seqs: Iterable[str]) -> np.ndarray:
-    """Amino-acid frequencies [20] (order ``STANDARD``) over the standard residues of ``seqs``."""
-    counts = np.zeros(N_STANDARD, dtype=np.float64)
-    lut = np.full(256, -1, dtype=np.int64)
-    for i, aa in enumerate(STANDARD):
-        lut[ord(aa)] = i
-    for s in seqs:
-        idx = lut[np.frombuffer(s.upper().encode("ascii", "replace"), dtype=np.uint8)]
-        counts += np.bincount(idx[idx >= 0], minlength=N_STANDARD)
+def residue_frequencies(seqs) -> np.ndarray:
+    """Amino-acid frequencies [20] (order ``STANDARD``) over the standard residues of ``seqs``:
+    residue strings (a pair of strings counts both; case ignored), or an integer array of
+    alphabet tokens (e.g. a corpus's token buffer). X, other letters and special tokens are not counted."""
+    if isinstance(seqs, np.ndarray) and np.issubdtype(seqs.dtype, np.integer):
+        counts = np.bincount(seqs.ravel(), minlength=FIRST_RESIDUE + N_STANDARD)
+        counts = counts[FIRST_RESIDUE:FIRST_RESIDUE + N_STANDARD].astype(np.float64)
+    else:
+        counts = np.zeros(N_STANDARD, dtype=np.float64)
+        lut = np.full(256, -1, dtype=np.int64)
+        for i, aa in enumerate(STANDARD):
+            lut[ord(aa)] = i
+        for v in seqs:
+            for s in (v if isinstance(v, tuple) else (v,)):
+                idx = lut[np.frombuffer(s.upper().encode("ascii", "replace"), dtype=np.uint8)]
+                counts += np.bincount(idx[idx >= 0], minlength=N_STANDARD)
     total = counts.sum()
     if total == 0:
-        raise ValueError("no standard residues in the sequences: composition is undefined")
+        raise ArgumentError("no standard residues in the sequences: residue frequencies are undefined")
     return counts / total
+
+
+# the old name, still imported by lsdkit/viz/figures.py; remove once viz imports residue_frequencies
+composition = residue_frequencies
 
 
 def total_variation(p: np.ndarray, q: np.ndarray) -> float:
@@ -118,15 +128,15 @@ def sample_stats(seqs: Sequence[str], reference_composition) -> dict:
         reference_composition = [reference_composition.get(a, 0.0) for a in STANDARD]
     ref = np.asarray(reference_composition, dtype=np.float64)
     if ref.shape != (N_STANDARD,) or ref.min() < 0 or not np.isclose(ref.sum(), 1.0, atol=1e-6):
-        raise ValueError(f"reference composition must be {N_STANDARD} non-negative frequencies summing to 1 "
+        raise ArgumentError(f"reference composition must be {N_STANDARD} non-negative frequencies summing to 1 "
                          f"(order {STANDARD})")
     if not seqs:
-        raise ValueError("no sequences to summarise")
+        raise ArgumentError("no sequences to summarise")
     total = sum(len(s) for s in seqs)
     valid = sum(sum(c in STANDARD for c in s.upper()) for s in seqs)
     stats = {"n": len(seqs), "mean_length": total / len(seqs), "valid_fraction": valid / max(total, 1)}
     if valid:
-        comp = composition(seqs)
+        comp = residue_frequencies(seqs)
         stats.update(tv_distance=total_variation(comp, ref),
                      composition={a: float(f) for a, f in zip(STANDARD, comp)})
     else:
@@ -144,44 +154,4 @@ def reference_composition(fasta: str | None = None, limit: int | None = None) ->
     from lsdkit.data.fasta import read_fasta
     from lsdkit.data.sources import default_data_dir
     path = fasta or default_data_dir() / SAMPLE_SOURCE / SAMPLE_FASTA
-    return composition(r.sequence for r in islice(read_fasta(path, unique_ids=False), limit))
-
-
-# --- CLI -------------------------------------------------------------------------------------------
-def add_commands(sub) -> None:
-    p = sub.add_parser("sample", help="generate sequences with a latent diffusion model (DDIM)",
-                       description=__doc__.split("\n\n")[0])
-    p.add_argument("--checkpoint", required=True, help="diffusion checkpoint or run directory")
-    p.add_argument("--n", type=int, default=16, help="number of sequences (default 16)")
-    p.add_argument("--length", type=int, required=True, help="residues per sequence")
-    p.add_argument("--steps", type=int, default=50, help="DDIM steps (default 50)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--device", default=None, help="cpu | cuda (default: cuda when available)")
-    p.add_argument("--out", required=True, help="output FASTA (written atomically)")
-    p.add_argument("--reference", default=None,
-                   help="FASTA for the reference composition (default: the bundled Swiss-Prot 2014 sample)")
-    p.set_defaults(func=_cmd_sample)
-
-
-def _cmd_sample(args: argparse.Namespace) -> int:
-    from lsdkit.checkpoint import CheckpointError, load_model
-    from lsdkit.data.fasta import write_fasta
-    from lsdkit.data.sources import DataError
-    if args.n < 1 or args.length < 1 or args.steps < 1:
-        print("error: --n, --length and --steps must be >= 1", file=sys.stderr)
-        return 2
-    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        ref = reference_composition(args.reference)
-        model = load_model(args.checkpoint, expect_kind="diffusion", map_location=device)
-        seqs = generate(model, args.n, args.length, args.steps, args.seed, args.batch_size, device)
-    except (CheckpointError, DataError, OSError, RuntimeError, ValueError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    write_fasta(args.out, [(f"sample_{i:05d}", s) for i, s in enumerate(seqs)])
-    stats = sample_stats(seqs, ref)
-    stats.pop("composition")
-    print(f"wrote {len(seqs)} sequences to {args.out}")
-    print(json.dumps(stats, indent=1))
-    return 0
+    return residue_frequencies(r.sequence for r in islice(read_fasta(path, unique_ids=False), limit))

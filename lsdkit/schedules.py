@@ -28,6 +28,10 @@ from torch import Tensor
 
 TimeLike = float | Tensor
 
+# the one default grid of noise levels t for representations and sweeps (Representer.sweep,
+# sweep_task, the study presets, `lsdkit sweep --t`)
+DEFAULT_TS: tuple[float, ...] = (0.0, 0.1, 0.3, 0.5, 0.7, 0.9)
+
 
 # -- the forward process and the parametrisations (paper symbols) ---------------------------
 

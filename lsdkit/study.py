@@ -12,8 +12,8 @@ A :class:`Study` owns one run directory::
 
 Every step is train-**or-load**: a model whose run finished is loaded, an interrupted one resumes
 (the Trainer's checkpoints), so ``lsdkit reproduce`` can be stopped and re-run at any point, and
-the notebooks call the same methods. Training goes through the ``lsdkit train`` commands (one way
-to train), so a study's models are exactly what the CLI would produce.
+the notebooks call the same methods. Training goes through :func:`lsdkit.train.fit` (one way
+to train), so a study's models are exactly what ``lsdkit train`` would produce.
 """
 
 from __future__ import annotations
@@ -28,9 +28,18 @@ from pathlib import Path
 
 import pandas as pd
 
-from lsdkit.checkpoint import latest_checkpoint, load_model, write_text_atomic
+from lsdkit.checkpoint import latest_checkpoint, load_model
+from lsdkit.errors import ArgumentError, LsdkitError
+from lsdkit.io import atomic_write_text
+from lsdkit.models.presets import DISPLAY_NAMES
+from lsdkit.schedules import DEFAULT_TS
 
-ENCODERS = {"tn": "LSD-TN", "nm": "LSD-NM", "tnm": "LSD-TN-M", "mlm": "MLM"}
+# the study's encoders and their display names (notebooks import this name)
+ENCODERS = DISPLAY_NAMES
+
+
+class StudyError(LsdkitError, FileNotFoundError):
+    """A study file that should exist does not (e.g. ``lsdkit table`` before the sweep)."""
 
 
 @dataclass
@@ -47,7 +56,7 @@ class StudyConfig:
     batch_tokens: int = 4096
     corpus_limit: int | None = None            # first N corpus records (None: all)
     tasks: tuple[str, ...] = ("go_mf_sp14",)
-    ts: tuple[float, ...] = (0.0, 0.1, 0.3, 0.5, 0.7, 0.9)
+    ts: tuple[float, ...] = DEFAULT_TS
     layers: str | tuple[int, ...] = "all"
     baselines: tuple[str, ...] = ("composition", "dipeptide")
     max_train_rows: int | None = 3000          # probe training rows per task (seeded subsample)
@@ -62,7 +71,7 @@ STUDY_PRESETS: dict[str, StudyConfig] = {
     # The encoders' 150 steps fit the 30-minute cap there (~11 s per 8k-token step with three models
     # side by side), so their LR schedule completes (the denoisers stop at their 15-minute cap after
     # ~50 of 80 steps); the tasks are two small ones, so that denoiser and sweep
-    # take about an hour per encoder there (README, "The CPU study"). Add tasks with --tasks.
+    # take about an hour per encoder there (RESULTS.md, "The CPU study"). Add tasks with --tasks.
     "small": StudyConfig(preset="small", encoder_steps=150, diffusion_steps=80, max_minutes=30,
                          diffusion_minutes=15, warmup_steps=15, batch_tokens=8192,
                          tasks=("metal_ion_binding", "go_mf_sp14"),
@@ -78,7 +87,7 @@ STUDY_PRESETS: dict[str, StudyConfig] = {
 
 def study_config(name: str = "tiny", **overrides) -> StudyConfig:
     if name not in STUDY_PRESETS:
-        raise ValueError(f"unknown study preset {name!r}; choose one of {sorted(STUDY_PRESETS)}")
+        raise ArgumentError(f"unknown study preset {name!r}; choose one of {sorted(STUDY_PRESETS)}")
     return dataclasses.replace(STUDY_PRESETS[name], **overrides)
 
 
@@ -94,7 +103,7 @@ class Study:
         self._valid = None            # the corpus's validation split, loaded on first use
         for name in self.config.encoders:
             if name not in ENCODERS:
-                raise ValueError(f"unknown encoder {name!r}; choose from {sorted(ENCODERS)}")
+                raise ArgumentError(f"unknown encoder {name!r}; choose from {sorted(ENCODERS)}")
 
     # -- where things are --------------------------------------------------------------------------
     def checkpoint_path(self, name: str) -> Path:
@@ -116,46 +125,48 @@ class Study:
         return pd.read_json(path, lines=True)
 
     # -- train or load -----------------------------------------------------------------------------
-    def _train(self, name: str, argv: list[str], steps: int, minutes: float | None) -> Path:
-        from lsdkit.cli import main
+    def train_config(self, steps: int, minutes: float | None):
+        """The :class:`~lsdkit.train.TrainConfig` of one of the study's models: ``steps`` (warm-up
+        capped at them), validation and checkpoints five times per run, the study's seed and batch."""
+        from lsdkit.train import TrainConfig
         c = self.config
+        every = max(steps // 5, 1)
+        warmup = TrainConfig.warmup_steps if c.warmup_steps is None else c.warmup_steps
+        return TrainConfig(max_steps=steps, max_minutes=minutes, warmup_steps=min(warmup, steps),
+                           batch_tokens=c.batch_tokens, seed=c.seed, eval_every=every, ckpt_every=every,
+                           progress=self.progress)
+
+    def _train(self, name: str, build, steps: int, minutes: float | None) -> Path:
+        """Train-or-load ``name``: ``build()`` makes the fresh model (seeded), :func:`lsdkit.train.fit`
+        trains or resumes it, a marker records that the run finished."""
+        from lsdkit.train import fit, seed_everything
         out = self.checkpoint_path(name)
         marker = self._done_marker(name)
         if not marker.exists():
-            common = ["--preset", c.preset, "--data", self._corpus_arg(), "--out", str(out),
-                      "--max-steps", str(steps), "--batch-tokens", str(c.batch_tokens), "--seed", str(c.seed),
-                      "--eval-every", str(max(steps // 5, 1)), "--ckpt-every", str(max(steps // 5, 1)),
-                      "--resume"]
-            if minutes is not None:
-                common += ["--max-minutes", str(minutes)]
-            if c.warmup_steps is not None:
-                common += ["--warmup-steps", str(c.warmup_steps)]
-            if c.corpus_limit is not None:
-                common += ["--limit", str(c.corpus_limit)]
-            if not self.progress:
-                common.append("--no-progress")
-            rc = main([*argv, *common])
-            if rc != 0:
-                raise RuntimeError(f"training {name} failed (exit code {rc}); see the messages above")
-            ckpt = latest_checkpoint(out)
-            write_text_atomic(marker, json.dumps({"checkpoint": ckpt.name}) + "\n")
+            seed_everything(self.config.seed)      # the same initial weights on every rerun
+            model = build()
+            result = fit(model, self._corpus_arg(), self.train_config(steps, minutes), out, resume=True,
+                         limit=self.config.corpus_limit)
+            print(result.summary(model.kind), flush=True)
+            atomic_write_text(marker, json.dumps({"checkpoint": latest_checkpoint(out).name}) + "\n")
         return latest_checkpoint(out)
 
     def autoencoder(self, name: str):
         """Train (or load) the encoder ``name``: tn | nm | tnm (autoencoders) or mlm."""
+        from lsdkit.models.presets import build_encoder
         if name not in ENCODERS:
-            raise ValueError(f"unknown encoder {name!r}; choose from {sorted(ENCODERS)}")
-        argv = ["train", "mlm"] if name == "mlm" else ["train", "autoencoder", "--variant", name]
-        return load_model(self._train(name, argv, self.config.encoder_steps, self.config.max_minutes))
+            raise ArgumentError(f"unknown encoder {name!r}; choose from {sorted(ENCODERS)}")
+        c = self.config
+        return load_model(self._train(name, lambda: build_encoder(name, c.preset), c.encoder_steps, c.max_minutes))
 
     def diffusion(self, name: str):
         """Train (or load) the denoiser on the latents of encoder ``name``."""
+        from lsdkit.models.diffusion import LatentDiffusion
+        c = self.config
         self.autoencoder(name)
         latents = str(latest_checkpoint(self.checkpoint_path(name)))
-        ckpt = self._train(f"diffusion_{name}", ["train", "diffusion", "--latents", latents],
-                           self.config.diffusion_steps,
-                           self.config.max_minutes if self.config.diffusion_minutes is None
-                           else self.config.diffusion_minutes)
+        ckpt = self._train(f"diffusion_{name}", lambda: LatentDiffusion.from_encoder(latents, preset=c.preset),
+                           c.diffusion_steps, c.max_minutes if c.diffusion_minutes is None else c.diffusion_minutes)
         return load_model(ckpt)
 
     def representer(self, name: str, diffusion: bool = True):
@@ -163,7 +174,12 @@ class Study:
         encoder alone with ``diffusion=False``)."""
         from lsdkit.represent import Representer
         model = self.diffusion(name) if diffusion else self.autoencoder(name)
-        return Representer(model, cache_dir=self.run_dir / "cache", seed=self.config.seed)
+        return Representer(model, cache_dir=self.cache_dir, seed=self.config.seed, progress=self.progress)
+
+    @property
+    def cache_dir(self) -> Path:
+        """The run directory's cache: representations (Representer) and UMAP maps (lsdkit.viz)."""
+        return self.run_dir / "cache"
 
     # -- look at the models ------------------------------------------------------------------------
     def valid_sequences(self, n: int) -> tuple[list[str], list[str]]:
@@ -213,6 +229,12 @@ class Study:
                 rows.append({"t": float(t), **model.loss_at(batch, float(t))})
         return pd.DataFrame(rows)
 
+    def losses_by_t(self, ts, n_sequences: int = 64) -> pd.DataFrame:
+        """:meth:`loss_by_t` of every encoder's diffusion model, one table with a ``representation``
+        column (the encoder's display name)."""
+        return pd.concat([self.loss_by_t(name, ts, n_sequences).assign(representation=ENCODERS[name])
+                          for name in self.config.encoders], ignore_index=True)
+
     # -- measure -----------------------------------------------------------------------------------
     def _probe_config(self):
         from lsdkit.probe import ProbeConfig
@@ -241,15 +263,16 @@ class Study:
             if path.exists():
                 frames.append(pd.read_csv(path))
                 continue
-            df = sweep_task(rep, task, ENCODERS[name], ts=ts, layers=c.layers, config=probe, data=self.data_dir)
-            _write_csv(path, df)
+            df = sweep_task(rep, task, ENCODERS[name], ts=ts, layers=c.layers, config=probe, data=self.data_dir,
+                            progress=self.progress)
+            save_frame(path, df)
             frames.append(df)
         return pd.concat(frames, ignore_index=True)
 
     def sweep(self, tasks: tuple[str, ...] | None = None, ts: tuple[float, ...] | None = None) -> pd.DataFrame:
         """:meth:`sweep_encoder` for every encoder of the study, written to ``sweep.csv``."""
         df = pd.concat([self.sweep_encoder(name, tasks, ts) for name in self.config.encoders], ignore_index=True)
-        _write_csv(self.run_dir / "sweep.csv", df)
+        save_frame(self.run_dir / "sweep.csv", df)
         return df
 
     def baselines(self, tasks: tuple[str, ...] | None = None) -> pd.DataFrame:
@@ -262,13 +285,13 @@ class Study:
             for task in tasks or self.config.tasks:
                 rows += result_rows(run_probe(task, feat, self._probe_config(), data=self.data_dir))
         df = pd.DataFrame(rows)
-        _write_csv(self.run_dir / "baselines.csv", df)
+        save_frame(self.run_dir / "baselines.csv", df)
         return df
 
     def table(self) -> pd.DataFrame:
         """The paper-style table (rows: representations; columns: tasks; test scores)."""
         from lsdkit.report import comparison_table
-        return comparison_table(_read(self.run_dir / "sweep.csv"), _read(self.run_dir / "baselines.csv"))
+        return comparison_table(load_frame(self.run_dir / "sweep.csv"), load_frame(self.run_dir / "baselines.csv"))
 
     def findings(self):
         from lsdkit.report import judge_findings
@@ -305,17 +328,24 @@ class Study:
                 print(f"[study] {ENCODERS[name]}: trained, diffusion trained, swept in {seconds / 60:.1f} min "
                       f"(log {logs / f'{name}.log'})", flush=True)
 
+    def report(self, tasks: tuple[str, ...] | None = None):
+        """The study's end: the feature baselines on ``tasks`` (default: the study's), the comparison
+        table of the sweep and baselines, and the findings judged on it, written to ``table.csv``,
+        ``table.md`` and ``findings.md``. Returns ``(table, findings)``. Needs :meth:`sweep` first."""
+        from lsdkit.report import judge_findings, write_report
+        self.baselines(tasks)
+        table = self.table()
+        findings = judge_findings(table)
+        write_report(self.run_dir, table, findings)
+        return table, findings
+
     def run(self, jobs: int = 1) -> pd.DataFrame:
         """Everything: train, sweep, baselines, table and findings (files in the run directory).
         ``jobs`` > 1 runs the encoders' pipelines in parallel processes first (:meth:`run_parallel`)."""
-        from lsdkit.report import write_report
         if jobs > 1:
             self.run_parallel(jobs)
         self.sweep()
-        self.baselines()
-        table = self.table()
-        write_report(self.run_dir, table, self.findings())
-        return table
+        return self.report()[0]
 
 
 def _pipeline_worker(run_dir: str, config: dict, data_dir, threads: int, name: str, log: str) -> float:
@@ -338,112 +368,11 @@ def _pipeline_worker(run_dir: str, config: dict, data_dir, threads: int, name: s
     return time.time() - t0
 
 
-def _write_csv(path: Path, df: pd.DataFrame) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    write_text_atomic(path, df.to_csv(index=False))
+def save_frame(path: Path, df: pd.DataFrame) -> None:
+    atomic_write_text(path, df.to_csv(index=False))
 
 
-def _read(path: Path) -> pd.DataFrame:
+def load_frame(path: Path) -> pd.DataFrame:
     if not path.exists():
-        raise FileNotFoundError(f"{path} does not exist yet: run the study's sweep/baselines first")
+        raise StudyError(f"{path} does not exist yet: run the study's sweep/baselines first")
     return pd.read_csv(path)
-
-
-# --- command line: `lsdkit reproduce`, `lsdkit sweep`, `lsdkit table` -----------------------------
-def _floats(text: str) -> tuple[float, ...]:
-    try:
-        return tuple(float(x) for x in text.split(",") if x.strip())
-    except ValueError:
-        raise SystemExit(f"--t: expected comma-separated numbers in [0, 1], got {text!r}") from None
-
-
-def add_commands(sub) -> None:
-    p = sub.add_parser("reproduce", help="train, sweep, probe and tabulate the whole study (or run the notebooks)",
-                       description="Run the study in --out: train-or-load every latent space and its diffusion "
-                                   "model, sweep t, probe, write table.md and findings.md. With --notebooks, "
-                                   "execute the numbered notebooks with papermill instead.")
-    p.add_argument("--preset", default="tiny", choices=sorted(STUDY_PRESETS), help="study preset (default tiny)")
-    p.add_argument("--out", required=True, help="run directory (re-running continues where it stopped)")
-    p.add_argument("--data", default=None, help="data directory (default $LSDKIT_DATA; tiny uses the bundled sample)")
-    p.add_argument("--tasks", default=None, help="comma-separated task names (default: the preset's)")
-    p.add_argument("--encoder-steps", type=int, default=None)
-    p.add_argument("--diffusion-steps", type=int, default=None)
-    p.add_argument("--max-minutes", type=float, default=None, help="wall-time cap per encoder")
-    p.add_argument("--jobs", type=int, default=1,
-                   help="train and sweep up to N encoders in parallel processes (CPU threads split "
-                        "between them; logs in OUT/logs/)")
-    p.add_argument("--notebooks", action="store_true", help="execute notebooks/ with papermill into --out")
-    p.add_argument("--params", default="ci", choices=("ci", "full"), help="notebook parameter set")
-    p.add_argument("--no-progress", action="store_true")
-    p.set_defaults(func=_cmd_reproduce)
-
-    s = sub.add_parser("sweep", help="probe a checkpoint's representations over t (tidy CSV)",
-                       description="Probe the latent and every (t, layer) of a checkpoint on tasks; the best "
-                                   "(t, layer) is chosen on validation and reported on test.")
-    s.add_argument("--checkpoint", required=True)
-    s.add_argument("--name", default=None, help="representation name in the table (default: checkpoint dir name)")
-    s.add_argument("--tasks", required=True, help="comma-separated task names")
-    s.add_argument("--t", default="0,0.1,0.3,0.5,0.7,0.9")
-    s.add_argument("--layers", default="all", help="'all' or comma-separated layer indices")
-    s.add_argument("--data", default=None)
-    s.add_argument("--cache", default=None, help="representation cache directory")
-    s.add_argument("--out", required=True, help="tidy CSV to write")
-    s.set_defaults(func=_cmd_sweep)
-
-    t = sub.add_parser("table", help="the comparison table and the paper's findings from a study directory")
-    t.add_argument("--run", required=True, help="study directory holding sweep.csv (and baselines.csv)")
-    t.set_defaults(func=_cmd_table)
-
-
-def _cmd_reproduce(args) -> int:
-    if args.notebooks:
-        from lsdkit.notebooks import NotebookError, run_notebooks
-        try:
-            run_notebooks(args.out, params=args.params)
-        except NotebookError as e:
-            print(f"error: {e}", file=sys.stderr)
-            return 1
-        return 0
-    overrides = {k: v for k, v in dict(encoder_steps=args.encoder_steps, diffusion_steps=args.diffusion_steps,
-                                       max_minutes=args.max_minutes).items() if v is not None}
-    if args.tasks:
-        overrides["tasks"] = tuple(x for x in args.tasks.split(",") if x)
-    study = Study(args.out, study_config(args.preset, **overrides), data_dir=args.data,
-                  progress=not args.no_progress)
-    from lsdkit.report import findings_markdown, to_markdown
-    if args.jobs < 1:
-        raise SystemExit(f"--jobs: expected a positive number of processes, got {args.jobs}")
-    table = study.run(jobs=args.jobs)
-    print(to_markdown(table))
-    print()
-    print(findings_markdown(study.findings()))
-    print(f"\nwritten: {study.run_dir / 'table.md'}, {study.run_dir / 'findings.md'}")
-    return 0
-
-
-def _cmd_sweep(args) -> int:
-    from lsdkit.represent import Representer
-    from lsdkit.sweep import sweep_task
-    rep = Representer(args.checkpoint, cache_dir=args.cache)
-    layers = "all" if args.layers == "all" else [int(x) for x in args.layers.split(",")]
-    name = args.name or Path(args.checkpoint).resolve().name
-    frames = [sweep_task(rep, task, name, ts=_floats(args.t), layers=layers, data=args.data)
-              for task in args.tasks.split(",") if task]
-    df = pd.concat(frames, ignore_index=True)
-    _write_csv(Path(args.out), df)
-    best = df[(df["split"] == "test") & df["selected"]]
-    print(best[["representation", "task", "key", "metric", "value"]].to_string(index=False))
-    return 0
-
-
-def _cmd_table(args) -> int:
-    from lsdkit.report import comparison_table, findings_markdown, judge_findings, to_markdown, write_report
-    run = Path(args.run)
-    baselines = run / "baselines.csv"
-    table = comparison_table(_read(run / "sweep.csv"), pd.read_csv(baselines) if baselines.exists() else None)
-    findings = judge_findings(table)
-    write_report(run, table, findings)
-    print(to_markdown(table))
-    print()
-    print(findings_markdown(findings))
-    return 0

@@ -17,17 +17,17 @@ fold, hyperparams, seed, protocol`` (one row per metric).
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+from tqdm.auto import tqdm
 
 from lsdkit.data.tasks import TaskData, load_task, task_folds
 from lsdkit.probe import ProbeConfig, ProbeResult, evaluate, fit_probe, select_on_valid, task_arrays
 from lsdkit.represent import Representer, feature_key
-
-DEFAULT_TS = (0.0, 0.1, 0.2, 0.3, 0.5, 0.7, 0.9)
+from lsdkit.schedules import DEFAULT_TS
 
 
 @dataclass(frozen=True)
@@ -94,11 +94,13 @@ def sweep_keys(rep: Representer, ts: Iterable[float] = DEFAULT_TS,
 
 def sweep_task(rep: Representer, task: str | TaskData, representation: str, *, ts: Iterable[float] = DEFAULT_TS,
                layers: int | str | Iterable[int] = "all", config: ProbeConfig | None = None,
-               data=None) -> pd.DataFrame:
+               data=None, progress: bool = True) -> pd.DataFrame:
     """Probe every key of ``rep`` on ``task``; the best diffusion key is chosen on validation.
 
     Cross-validated tasks (several folds) choose the key with the best mean validation score and
-    report test as the mean over folds (one row per fold too).
+    report test as the mean over folds (one row per fold too). ``progress``: a tqdm bar (stderr, or
+    a widget in a notebook) over each fold's probes, shown when they take more than a couple of
+    seconds; the representation pass before them has its own (:class:`~lsdkit.represent.Representer`).
     """
     cfg = config or ProbeConfig()
     keys = sweep_keys(rep, ts, layers)
@@ -110,7 +112,9 @@ def sweep_task(rep: Representer, task: str | TaskData, representation: str, *, t
         X, Y = task_arrays(d, wide, cfg, cache={})
         width = sum(b.stop - b.start for b in wide.blocks.values())
         arrays.append((d, X, Y, width))
-        for k in keys:
+        fold = "" if d.fold is None else f", fold {d.fold}"
+        for k in tqdm(keys, desc=f"{representation} {d.name}{fold}: probes", unit="probe", leave=False, delay=2,
+                      disable=not progress):
             cols = {s: key_columns(X[s], wide.blocks[k], width, d.kind) for s in ("train", "valid")}
             r = fit_probe(cols["train"], Y["train"], cols["valid"], Y["valid"], d, cfg)
             by_key[k].append(r)
@@ -152,3 +156,57 @@ def _rows(by_key: dict[Key, list[ProbeResult]], chosen: list[Key], representatio
         df = pd.concat([df, mean[df.columns]], ignore_index=True)
     return df
 
+
+# --- reading a sweep table ------------------------------------------------------------------------
+def primary_metrics(df: pd.DataFrame) -> dict[str, str]:
+    """``{task: its primary metric}`` for every task of a sweep table (the metric the table reports)."""
+    from lsdkit.data.tasks import get_task
+    return {task: get_task(task).metric for task in df["task"].unique()}
+
+
+def sweep_curves(df: pd.DataFrame, *, split: str = "valid", metric: Mapping[str, str] | None = None,
+                 layer: int | str = "best") -> pd.DataFrame:
+    """The sweep table reduced to one value per (representation, task, metric, t).
+
+    ``df`` is the tidy sweep (representation, task, t, split, metric, value[, layer, fold]). Keeps
+    ``split`` rows, fold-less or fold ``"mean"`` rows, and for each task only ``metric[task]`` if
+    given. Several layers per t: ``layer="best"`` takes the best layer (on this split), ``"mean"``
+    their mean, an int that layer. Rows without t (the latent) are kept with t = NaN.
+    """
+    need = {"representation", "task", "t", "split", "metric", "value"}
+    if missing := need - set(df.columns):
+        raise KeyError(f"sweep_curves: missing columns {sorted(missing)}")
+    d = df[df["split"] == split]
+    if "fold" in d.columns:
+        d = d[d["fold"].isna() | (d["fold"].astype(str) == "mean")]
+    if metric is not None:
+        d = d[d["metric"] == d["task"].map(metric)]
+    if isinstance(layer, (int, np.integer)) and "layer" in d.columns:
+        d = d[d["t"].isna() | (d["layer"] == layer)]
+    elif layer not in ("best", "mean") and not isinstance(layer, (int, np.integer)):
+        raise ValueError(f"sweep_curves: layer must be 'best', 'mean' or an int, got {layer!r}")
+    if d.empty:
+        raise ValueError(f"sweep_curves: no rows for split {split!r}")
+    keys = ["representation", "task", "metric"]
+    how = "max" if layer == "best" else "mean"
+    timed = d.dropna(subset=["t"]).groupby(keys + ["t"], as_index=False, sort=False)["value"].agg(how)
+    untimed = d[d["t"].isna()].groupby(keys, as_index=False, sort=False)["value"].mean().assign(t=np.nan)
+    return pd.concat([timed, untimed[timed.columns]], ignore_index=True)
+
+
+def chosen_curve(df: pd.DataFrame, representation: str, task: str) -> tuple[int, dict[float, float]]:
+    """The layer chosen on validation for ``representation``'s diffusion keys on ``task``, and that
+    layer's validation score at each swept t (the task's primary metric): ``(layer, {t: score})``.
+
+    Raises KeyError when no diffusion key of ``representation`` was chosen on ``task`` (not swept).
+    """
+    from lsdkit.report import chosen_keys
+
+    chosen = chosen_keys(df)
+    pick = chosen[(chosen["representation"] == representation) & (chosen["task"] == task)]
+    if pick.empty:
+        raise KeyError(f"task {task!r} was not swept for {representation}")
+    layer = int(pick["layer"].iloc[0])
+    curve = sweep_curves(df, metric=primary_metrics(df), layer=layer)
+    curve = curve[(curve["representation"] == representation) & (curve["task"] == task)].dropna(subset=["t"])
+    return layer, dict(zip(curve["t"], curve["value"]))

@@ -33,7 +33,6 @@ import json
 import math
 import os
 import random
-import sys
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -46,9 +45,12 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from lsdkit.checkpoint import latest_checkpoint, load_trainer_state, load_weights, save_checkpoint
+from lsdkit.device import resolve_device
+from lsdkit.errors import LsdkitError
+from lsdkit.io import atomic_write_text
 
 
-class TrainingDiverged(RuntimeError):
+class TrainingDiverged(LsdkitError, RuntimeError):
     """The loss (or gradient norm) became NaN/inf; the message names the step."""
 
 
@@ -187,11 +189,7 @@ class Trainer:
         self.cfg = cfg = config or TrainConfig()
         self.rank, self.world = distributed_context()
         self.is_main = self.rank == 0
-        if cfg.device == "auto":
-            dev = f"cuda:{int(os.environ.get('LOCAL_RANK', '0'))}" if torch.cuda.is_available() else "cpu"
-        else:
-            dev = cfg.device
-        self.device = torch.device(dev)
+        self.device = resolve_device(cfg.device)
         if cfg.num_threads:
             torch.set_num_threads(cfg.num_threads)
         self.model = model.to(self.device)
@@ -254,9 +252,7 @@ class Trainer:
                     keep.append(ln)
             except (json.JSONDecodeError, KeyError, TypeError):
                 pass    # a line torn by the kill, or not ours: dropped
-        tmp = path.with_name(".metrics.jsonl.tmp")
-        tmp.write_text("".join(ln + "\n" for ln in keep))
-        os.replace(tmp, path)
+        atomic_write_text(path, "".join(ln + "\n" for ln in keep))
 
     def save(self) -> Path | None:
         """Checkpoint the current state (all ranks call it; rank 0 writes)."""
@@ -407,68 +403,34 @@ class Trainer:
         return last
 
 
-# --- command line: `lsdkit train <model>` and `lsdkit presets` ---------------------------------------
-def train_group(subparsers):
-    """The subparsers of the ``lsdkit train`` group, created on first use.
+# --- the one way to train: fit() ------------------------------------------------------------------
+@dataclass
+class FitResult:
+    """What :func:`fit` returns: the step reached, the last train/valid metrics, the checkpoint."""
+    step: int
+    metrics: dict
+    checkpoint: Path | None
+    resumed_from: Path | None = None
 
-    Another module adds a training target from its own ``add_commands(subparsers)``::
+    def summary(self, kind: str) -> str:
+        shown = ", ".join(f"{k}={v:.4g}" for k, v in self.metrics.items())
+        return f"{kind}: step {self.step}; {shown}; checkpoint {self.checkpoint}"
 
-        targets = train_group(subparsers)
-        p = targets.add_parser("diffusion", help="...")
-        add_train_arguments(p)            # --preset --data --out --max-steps ... --seed
-        p.set_defaults(func=handler)      # handler(args) builds the model, then run_training(model, args)
+
+def corpus_loaders(data: str | os.PathLike | None, max_len: int, cfg: TrainConfig, limit: int | None = None):
+    """(train, valid) loaders over a corpus, sharded per rank.
+
+    ``data`` is a FASTA file, a data directory holding the Swiss-Prot 2014 corpus, or None (the
+    configured data directory, else the bundled sample); ``limit`` keeps the first N records.
     """
-    if "train" in subparsers.choices:
-        return subparsers.choices["train"]._lsdkit_targets
-    p = subparsers.add_parser("train", help="train a model (autoencoder, mlm, ...)",
-                              description="Train a model; each MODEL has its own options (--help).")
-    p._lsdkit_targets = p.add_subparsers(dest="target", metavar="MODEL")
-    p.set_defaults(_group_parser=p)
-    return p._lsdkit_targets
-
-
-def add_train_arguments(p, default_preset: str = "small") -> None:
-    """The options every training target shares (data, run directory, budget, resume, seed)."""
-    d = TrainConfig()
-    p.add_argument("--preset", default=default_preset, choices=["tiny", "small", "base"],
-                   help=f"model size (default {default_preset}); see `lsdkit presets`")
-    p.add_argument("--data", help="a FASTA file, or the data directory (default $LSDKIT_DATA: Swiss-Prot 2014)")
-    p.add_argument("--out", required=True, help="run directory (metrics.jsonl, checkpoints)")
-    p.add_argument("--max-steps", type=int, default=d.max_steps)
-    p.add_argument("--max-minutes", type=float, default=None)
-    p.add_argument("--resume", action="store_true", help="continue from the run directory's latest checkpoint")
-    p.add_argument("--batch-tokens", type=int, default=d.batch_tokens, help="tokens per batch (per process)")
-    p.add_argument("--limit", type=int, default=None, help="use only the first N corpus records")
-    p.add_argument("--seed", type=int, default=d.seed)
-    p.add_argument("--lr", type=float, default=d.lr)
-    p.add_argument("--warmup-steps", type=int, default=d.warmup_steps)
-    p.add_argument("--eval-every", type=int, default=d.eval_every)
-    p.add_argument("--ckpt-every", type=int, default=d.ckpt_every)
-    p.add_argument("--log-every", type=int, default=d.log_every)
-    p.add_argument("--num-workers", type=int, default=d.num_workers)
-    p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
-    p.add_argument("--device", default="auto")
-    p.add_argument("--no-progress", action="store_true")
-
-
-def train_config_from_args(args) -> TrainConfig:
-    return TrainConfig(lr=args.lr, warmup_steps=min(args.warmup_steps, args.max_steps), max_steps=args.max_steps,
-                       max_minutes=args.max_minutes, seed=args.seed, batch_tokens=args.batch_tokens,
-                       eval_every=args.eval_every, ckpt_every=args.ckpt_every, log_every=args.log_every,
-                       num_workers=args.num_workers, num_threads=args.threads, device=args.device,
-                       progress=not args.no_progress)
-
-
-def corpus_loaders(args, max_len: int, cfg: TrainConfig):
-    """(train, valid) loaders over the corpus named by ``--data``/``--limit``, sharded per rank."""
     from lsdkit.data.corpus import Corpus, CorpusConfig, make_loader
 
     rank, world = distributed_context()
-    data = Path(args.data) if args.data else None
+    data = Path(data) if data else None
     if data is not None and data.is_file():
-        corpus = Corpus.load(CorpusConfig(fasta=str(data), max_len=max_len, limit=args.limit))
+        corpus = Corpus.load(CorpusConfig(fasta=str(data), max_len=max_len, limit=limit))
     else:
-        corpus = Corpus.load(CorpusConfig(max_len=max_len, limit=args.limit), data_dir=data)
+        corpus = Corpus.load(CorpusConfig(max_len=max_len, limit=limit), data_dir=data)
     common = dict(num_workers=cfg.num_workers, num_replicas=world, rank=rank)
     train = make_loader(corpus.split("train"), cfg.batch_tokens, shuffle=True, seed=cfg.seed, **common)
     valid = corpus.split("valid")
@@ -476,63 +438,25 @@ def corpus_loaders(args, max_len: int, cfg: TrainConfig):
     return train, valid
 
 
-def run_training(model: nn.Module, args, prepare=None) -> int:
-    """Shared handler body: corpus loaders, Trainer, fit, one summary line.
+def fit(model: nn.Module, data=None, config: TrainConfig | None = None, run_dir: str | os.PathLike = "runs/run",
+        *, resume: bool = False, limit: int | None = None) -> FitResult:
+    """Train ``model`` on a corpus into ``run_dir``: the one way to train (CLI, study, notebooks).
 
-    ``prepare(model, train_loader, cfg)``, if given, runs before the Trainer is built (the
-    diffusion target estimates its latent statistics there)."""
-    cfg = train_config_from_args(args)
-    train, valid = corpus_loaders(args, model.config.max_len, cfg)
-    if prepare is not None:
-        prepare(model, train, cfg)
-    trainer = Trainer(model, train, valid, cfg, run_dir=args.out, resume=args.resume)
+    ``data``: a FASTA file, a data directory, None (configured data directory, else the bundled
+    sample), or a ``(train_loader, valid_loader)`` pair. Seed before building the model for
+    reproducible initial weights (``seed_everything``). A model with a
+    ``prepare_training(train_loader, device)`` method (the denoiser: its latent statistics) gets it
+    called before a fresh run; a resumed run restores what it prepared from the checkpoint.
+    """
+    cfg = config or TrainConfig()
+    if isinstance(data, tuple):
+        train, valid = data
+    else:
+        train, valid = corpus_loaders(data, model.config.max_len, cfg, limit=limit)
+    resuming = resume and latest_checkpoint(run_dir) is not None
+    if hasattr(model, "prepare_training") and not resuming:
+        model.prepare_training(train, resolve_device(cfg.device))
+    trainer = Trainer(model, train, valid, cfg, run_dir=run_dir, resume=resume)
     last = trainer.fit()
-    if trainer.is_main:
-        shown = ", ".join(f"{k}={v:.4g}" for k, v in last.items())
-        print(f"{model.kind}: step {trainer.step}; {shown}; checkpoint {latest_checkpoint(args.out)}")
-    return 0
-
-
-def _build_and_train(args, make_model) -> int:
-    """Seed, build, train; expected failures print one line (no stack trace) and return 2."""
-    from lsdkit.alphabet import SequenceError
-    from lsdkit.checkpoint import CheckpointError
-    from lsdkit.data.sources import DataError
-
-    seed_everything(args.seed)      # the same initial weights on every rank and every rerun
-    try:
-        return run_training(make_model(), args)
-    except (CheckpointError, DataError, SequenceError, TrainingDiverged) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-
-
-def _train_autoencoder(args) -> int:
-    from lsdkit.models.autoencoder import Autoencoder
-    from lsdkit.models.presets import autoencoder_config
-    return _build_and_train(args, lambda: Autoencoder(autoencoder_config(args.preset, args.variant)))
-
-
-def _train_mlm(args) -> int:
-    from lsdkit.models.mlm import MLM
-    from lsdkit.models.presets import mlm_config
-    return _build_and_train(args, lambda: MLM(mlm_config(args.preset)))
-
-
-def _presets(args) -> int:
-    from lsdkit.models.presets import format_preset_table
-    print(format_preset_table())
-    return 0
-
-
-def add_commands(subparsers) -> None:
-    targets = train_group(subparsers)
-    ae = targets.add_parser("autoencoder", help="LSD autoencoder: --variant tn (LSD-TN), nm (LSD-NM), tnm (LSD-TN-M)")
-    ae.add_argument("--variant", default="tn", choices=["tn", "nm", "tnm"])
-    add_train_arguments(ae)
-    ae.set_defaults(func=_train_autoencoder)
-    mlm = targets.add_parser("mlm", help="masked language model baseline of the same size")
-    add_train_arguments(mlm)
-    mlm.set_defaults(func=_train_mlm)
-    pr = subparsers.add_parser("presets", help="print the model size presets with parameter counts")
-    pr.set_defaults(func=_presets)
+    return FitResult(step=trainer.step, metrics=last, checkpoint=latest_checkpoint(run_dir),
+                     resumed_from=trainer.resumed_from)

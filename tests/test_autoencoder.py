@@ -107,10 +107,43 @@ def test_noise_mask_corrupts_only_chosen_positions():
 
 
 def test_noise_mask_weights_corrupted_positions_in_the_loss():
+    """LSD-NM: the reconstruction CE is Σ w_i·CE_i / Σ w_i with w = corrupt_weight at corrupted
+    positions, 1 at clean ones, 0 at padding — recomputed here by hand from the model's logits."""
     torch.manual_seed(0)
     model = Autoencoder(autoencoder_config("tiny", "nm", nm_rate=0.5, corrupt_weight=3.0)).train()
-    _, metrics = model.loss(_batch(8, 20))
-    assert "recon_acc_corrupted" in metrics
+    b = _batch(8, 20)
+    seen = {}
+    model.head.register_forward_hook(lambda mod, inp, out: seen.__setitem__("logits", out.detach()))
+    corrupt = model.bottleneck.corrupt
+
+    def spy(emb, tokens, mask):
+        out, chosen = corrupt(emb, tokens, mask)
+        seen["corrupted"] = chosen
+        return out, chosen
+
+    model.bottleneck.corrupt = spy
+
+    def run(weight):
+        model.config.corrupt_weight = weight
+        torch.manual_seed(1)                       # same corruption and latent noise for every weight
+        loss, metrics = model.loss(b)
+        ce = -seen["logits"].log_softmax(-1).gather(-1, b["tokens"][..., None]).squeeze(-1)
+        return loss, metrics, ce, seen["corrupted"]
+
+    loss, metrics, ce, corrupted = run(3.0)
+    mask = b["mask"]
+    clean = mask & ~corrupted
+    assert corrupted.any() and clean.any() and not corrupted[~mask].any()
+    weighted = (3.0 * ce[corrupted].sum() + ce[clean].sum()) / (3.0 * corrupted.sum() + clean.sum())
+    plain = ce[mask].mean()
+    assert metrics["recon_ce"] == pytest.approx(weighted.item(), rel=1e-5)
+    assert loss.item() == pytest.approx(weighted.item() + model.config.kl_weight * metrics["kl"], rel=1e-5)
+    assert metrics["recon_ce"] != pytest.approx(plain.item(), rel=1e-4)      # the check tells them apart
+    # with corrupt_weight=1 the same draw gives the plain mean over real residues
+    _, metrics1, ce1, corrupted1 = run(1.0)
+    assert torch.equal(corrupted1, corrupted) and torch.allclose(ce1, ce)
+    assert metrics1["recon_ce"] == pytest.approx(plain.item(), rel=1e-5)
+    assert 0.0 <= metrics["recon_acc_corrupted"] <= 1.0
 
 
 def test_bottleneck_registry_is_open():

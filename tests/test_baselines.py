@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from lsdkit.alphabet import SequenceError
-from lsdkit.baselines import (Composition, Dipeptide, OneHot, UniRepUnavailable, composition,
+from lsdkit.baselines import (Composition, Dipeptide, OneHot, UniRepUnavailable, composition_features,
                               dipeptide_composition, get_featurizer, onehot_flat, onehot_mean,
                               unirep_weights_path, window_sum)
 
@@ -15,11 +15,11 @@ A, C, W = 0, 1, 18          # indices in ACDEFGHIKLMNPQRSTVWY
 
 
 def test_composition_counts_standard_residues_only():
-    x = composition(["AACX", "W"])
+    x = composition_features(["AACX", "W"])
     assert x.shape == (2, 20) and x.dtype == np.float32
     np.testing.assert_allclose(x[0, [A, C]], [2 / 3, 1 / 3])
     assert x[0].sum() == pytest.approx(1.0) and x[1, W] == 1.0
-    assert composition(["XX"]).sum() == 0.0          # no standard residue: zeros, not NaN
+    assert composition_features(["XX"]).sum() == 0.0          # no standard residue: zeros, not NaN
 
 
 def test_dipeptide_composition_skips_pairs_with_x():
@@ -34,7 +34,7 @@ def test_onehot_mean_is_composition_with_x_column():
     x = onehot_mean(["AAX", "acw"])                  # lower case is accepted
     assert x.shape == (2, 21)
     np.testing.assert_allclose(x[0, [A, 20]], [2 / 3, 1 / 3])
-    np.testing.assert_allclose(x[1, :20], composition(["ACW"])[0])
+    np.testing.assert_allclose(x[1, :20], composition_features(["ACW"])[0])
 
 
 def test_onehot_flat_pads_and_truncates():
@@ -65,7 +65,7 @@ def test_window_sum_and_per_residue_features():
 
 def test_invalid_sequence_names_record():
     with pytest.raises(SequenceError, match="position 3"):
-        composition(["AC1"])
+        composition_features(["AC1"])
 
 
 # --- UniRep ----------------------------------------------------------------------------------

@@ -81,6 +81,43 @@ def test_refuses_corrupted_files(tmp_path):
         load_model(tmp_path / "nothing")
 
 
+def test_save_pretrained_from_pretrained_round_trip(tmp_path):
+    from lsdkit.models.diffusion import LatentDiffusion
+
+    tokens, mask = _batch()
+    ae = _ae()
+    ae.bottleneck.running_mean.normal_()
+    torch.manual_seed(2)
+    mlm = MLM(mlm_config("tiny")).eval()
+    torch.manual_seed(3)
+    diff = LatentDiffusion.from_encoder(ae, preset="tiny").eval()
+    diff.estimate_latent_stats([{"tokens": tokens, "mask": mask}])
+    for model in (ae, mlm, diff):
+        path = model.save_pretrained(tmp_path / model.kind)
+        assert read_config(path)["kind"] == model.kind            # the one checkpoint format
+        loaded = type(model).from_pretrained(path)
+        assert type(loaded) is type(model) and not loaded.training and loaded.config == model.config
+        if model is diff:
+            z_t, t = torch.randn(2, 10, diff.config.d_z), torch.tensor([0.3, 0.7])
+            want, got = model.predict(z_t, t, mask), loaded.predict(z_t, t, mask)
+            assert all(torch.equal(a, b) for a, b in zip(want, got))
+            assert torch.equal(model.clean_latents(tokens, mask), loaded.clean_latents(tokens, mask))
+        else:
+            assert torch.equal(model.encode(tokens, mask), loaded.encode(tokens, mask))
+    assert torch.equal(load_model(tmp_path / "mlm").encode(tokens, mask), mlm.encode(tokens, mask))
+
+
+def test_from_pretrained_refuses_another_kind(tmp_path):
+    from lsdkit.models.diffusion import LatentDiffusion
+
+    path = MLM(mlm_config("tiny")).save_pretrained(tmp_path / "mlm")
+    with pytest.raises(CheckpointError, match="checkpoint holds a 'mlm' model, not 'autoencoder'"):
+        Autoencoder.from_pretrained(path)
+    with pytest.raises(CheckpointError, match="holds a 'mlm' model, not 'diffusion'"):
+        LatentDiffusion.from_pretrained(path)
+    assert type(MLM.from_pretrained(path)) is MLM
+
+
 def test_refuses_unknown_kind_and_unknown_field(tmp_path):
     path = save_model(tmp_path / "ae", _ae())
     meta = json.loads((path / "config.json").read_text())

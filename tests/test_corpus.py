@@ -11,9 +11,9 @@ import torch
 
 from lsdkit.alphabet import ALPHABET, PAD
 from lsdkit.data.corpus import (Corpus, CorpusConfig, DataError, SequenceDataset, TokenBudgetBatchSampler,
-                                collate, make_loader, pack_batches, pack_sorted, padding_fraction_of,
-                                split_value)
+                                collate, make_loader, pack_batches, pack_sorted, padding_fraction_of)
 from lsdkit.data.fasta import FastaError, read_fasta, write_fasta
+from lsdkit.data.splits import split_value
 
 RES = np.array(list("ACDEFGHIKLMNPQRSTVWY"))
 

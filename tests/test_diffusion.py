@@ -16,7 +16,7 @@ from lsdkit.models.diffusion import (LatentDiffusion, masked_mse, timestep_embed
                                      weights_hash, x0_prediction_loss)
 from lsdkit.models.mlm import MLM
 from lsdkit.models.presets import autoencoder_config, mlm_config
-from lsdkit.sample import composition, generate, reference_composition, sample_stats, total_variation
+from lsdkit.sample import generate, reference_composition, residue_frequencies, sample_stats, total_variation
 from lsdkit.train import TrainConfig, Trainer
 
 from conftest import SWISSPROT64
@@ -177,7 +177,7 @@ def test_mlm_latents_decode_through_the_lm_head(records):
 
 
 def test_sample_stats_golden():
-    comp = composition(["AAAA", "ACXX"])
+    comp = residue_frequencies(["AAAA", "ACXX"])
     assert comp[STANDARD.index("A")] == pytest.approx(5 / 6) and comp[STANDARD.index("C")] == pytest.approx(1 / 6)
     uniform = np.full(20, 0.05)
     s = sample_stats(["AAAA", "ACXX"], uniform)

@@ -54,6 +54,40 @@ def test_one_parameters_cell_that_papermill_understands(path):
     assert all(p.help for p in inspected), "every parameter has a comment saying what it is"
 
 
+MAX_CELL_LINES = 12          # code lines per cell, comments and blank lines not counted (parameters cell exempt)
+# data-frame manipulation belongs in lsdkit (a reduction next to its data); a cell calls and displays
+FRAME_OPERATIONS = (".groupby(", ".merge(", ".pivot", ".melt(", ".apply(", ".agg(", ".aggregate(",
+                    ".transform(", ".query(", ".loc[", ".iloc[", ".at[", ".iat[", "pd.concat", ".concat(",
+                    ".set_index(", ".reset_index(", ".sort_values(", ".dropna(", ".fillna(", ".drop(",
+                    ".assign(", ".stack(", ".unstack(", ".explode(", ".value_counts(", ".isin(", ".where(")
+
+
+def _code_lines(source: str) -> list[str]:
+    return [line for line in source.splitlines() if line.strip() and not line.strip().startswith("#")]
+
+
+def _is_mask(node: ast.AST) -> bool:
+    """A subscript selecting rows by a condition: ``df[df["x"] > 0]``, ``df[a & b]``, ``df[~m]``."""
+    return isinstance(node, ast.Subscript) and any(
+        isinstance(n, ast.Compare) or (isinstance(n, ast.BinOp) and isinstance(n.op, (ast.BitAnd, ast.BitOr)))
+        or (isinstance(n, ast.UnaryOp) and isinstance(n.op, ast.Invert)) for n in ast.walk(node.slice))
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_notebook_cells_call_and_display(path):
+    """Cells are short and hold no data-frame manipulation: the helpers in lsdkit compute, a cell calls
+    one and displays the result, and the markdown around it explains."""
+    for i, cell in enumerate(_code_cells(path)[1:], 1):
+        lines = _code_lines(cell.source)
+        assert len(lines) <= MAX_CELL_LINES, \
+            f"{path.name} code cell {i} has {len(lines)} code lines (at most {MAX_CELL_LINES}): move the logic into lsdkit"
+        code = "\n".join(line.split("  #")[0] for line in lines)
+        found = [op for op in FRAME_OPERATIONS if op in code]
+        assert not found, f"{path.name} code cell {i} manipulates a data frame ({', '.join(found)}): move it into lsdkit"
+        masks = [ast.unparse(n) for n in ast.walk(ast.parse(cell.source)) if _is_mask(n)]
+        assert not masks, f"{path.name} code cell {i} selects rows by a condition ({masks[0]}): move it into lsdkit"
+
+
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
 def test_notebooks_stay_thin(path):
     """No model or metric code in a notebook: no function, class or lambda definitions, no torch."""
@@ -124,8 +158,8 @@ def test_cli_runs_only_the_chosen_notebook(toys, tmp_path, capsys):
                  "--only", "01"]) == 1
     assert "error: notebook 01_fails failed at cell 3" in capsys.readouterr().out
     assert sorted(p.name for p in out.glob("*.ipynb")) == ["01_fails.ipynb"]
-    assert main(["notebooks", "run", "--out", str(out), "--notebooks", str(toys), "--only", "07"]) == 1
-    assert "--only '07' matches 0 notebooks; known: 00_ok, 01_fails" in capsys.readouterr().out
+    assert main(["notebooks", "run", "--out", str(out), "--notebooks", str(toys), "--only", "07"]) == 2
+    assert "--only '07' matches 0 notebooks; known: 00_ok, 01_fails" in capsys.readouterr().err
 
 
 def test_params_file_errors(toys):

@@ -1,7 +1,6 @@
 """Probes: metrics against hand-computed answers, every label kind on tiny data, and the rule
 that nothing is tuned on a test split."""
 
-import inspect
 import json
 import os
 
@@ -139,10 +138,62 @@ def test_hyperparameters_are_chosen_on_valid_even_when_test_prefers_another():
     other = probe_task(feats, labels, task, ProbeConfig(alpha_grid=(1e4,)))
     assert other.test["spearman"] > chosen.test["spearman"] + 0.1   # test would have chosen 1e4
     assert other.valid["spearman"] < chosen.valid["spearman"]
-    # structurally: the selecting functions never receive test data, and test is scored once
-    assert "test" not in "".join(inspect.signature(fit_probe).parameters)
     with pytest.raises(RuntimeError, match="scored once"):
         evaluate(chosen, feats["test"], labels["test"])
+
+
+def _regression_splits():
+    rng = np.random.default_rng(1)
+    X = rng.normal(size=(400, 6))
+    y = X @ rng.normal(size=6) + rng.normal(scale=2.0, size=400)
+    return ({"train": X[:200], "valid": X[200:300], "test": X[300:]},
+            {"train": y[:200], "valid": y[200:300], "test": y[300:]})
+
+
+@pytest.mark.parametrize("kind, metric", [("regression", "spearman"), ("multiclass", "accuracy")])
+def test_the_test_split_never_reaches_selection(kind, metric, monkeypatch):
+    """Corrupting the test split (noise features, permuted labels) changes the test score and
+    nothing else; and no fit, prediction or score touches test rows before selection is final."""
+    import lsdkit.probe as probe_mod
+
+    feats, labels = _regression_splits() if kind == "regression" else split3(*blobs(400, 3))
+    task, cfg = spec(kind, metric), ProbeConfig(alpha_grid=(1e3, 10.0, 0.1), C_grid=(1e-3, 1e-1, 10.0))
+    rng = np.random.default_rng(7)
+    bad_feats = {**feats, "test": rng.normal(scale=5.0, size=(60, feats["test"].shape[1]))}
+    bad_labels = {**labels, "test": rng.permutation(labels["train"])[:60]}
+    real, bad = probe_task(feats, labels, task, cfg), probe_task(bad_feats, bad_labels, task, cfg)
+    assert bad.hyperparams == real.hyperparams
+    assert bad.valid == real.valid and bad.valid_curve == real.valid_curve
+    np.testing.assert_array_equal(bad.model[-1].coef_, real.model[-1].coef_)     # the same fitted probe
+    assert bad.test != real.test and bad.n_rows["test"] == 60                    # test was read: only here
+
+    # every use of the test arrays, in order: none before the selecting step has returned
+    events = []
+    is_test = lambda a: any(a is v for v in (feats["test"], labels["test"]))       # noqa: E731
+    fit_probe_, outputs_, score_ = probe_mod.fit_probe, probe_mod._outputs, probe_mod.score
+
+    def spy_fit_probe(*args, **kw):
+        events.append(("select", any(is_test(a) for a in args)))
+        result = fit_probe_(*args, **kw)
+        events.append(("selected", False))
+        return result
+
+    def spy_outputs(model, kind_, X):
+        events.append(("predict", is_test(X)))
+        return outputs_(model, kind_, X)
+
+    def spy_score(metric_, y, out):
+        events.append(("score", is_test(y)))
+        return score_(metric_, y, out)
+
+    monkeypatch.setattr(probe_mod, "fit_probe", spy_fit_probe)
+    monkeypatch.setattr(probe_mod, "_outputs", spy_outputs)
+    monkeypatch.setattr(probe_mod, "score", spy_score)
+    again = probe_mod.probe_task(feats, labels, task, cfg)
+    assert again.test == real.test and again.hyperparams == real.hyperparams
+    done = events.index(("selected", False))
+    assert not any(touched for _, touched in events[:done])
+    assert [e for e in events[done:] if e[1]] == [("predict", True)] + [("score", True)] * len(real.metrics)
 
 
 def test_select_on_valid_ignores_test():

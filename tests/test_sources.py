@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import lzma
 import re
@@ -27,11 +26,9 @@ def no_env(monkeypatch):
 
 
 def lsdkit_data(*argv: str) -> int:
-    """Run ``lsdkit data ARGV...`` (only this module's commands, so other modules cannot interfere)."""
-    parser = argparse.ArgumentParser(prog="lsdkit")
-    sources.add_commands(parser.add_subparsers())
-    args = parser.parse_args(["data", *argv])
-    return args.func(args)
+    """Run ``lsdkit data ARGV...``."""
+    from lsdkit.cli import main
+    return main(["data", *argv])
 
 
 def mirror(src_root: Path, dst_root: Path, names: list[str]) -> None:

@@ -1,5 +1,7 @@
 """The study end to end on the bundled sample: train-or-load, sweep, table, findings, reruns."""
 
+from pathlib import Path
+
 import pandas as pd
 import pytest
 
@@ -81,13 +83,17 @@ def test_parallel_run_matches_serial(study, tmp_path, monkeypatch):
 
 def test_study_passes_warmup_and_time_caps(tmp_path, monkeypatch):
     calls = []
-    monkeypatch.setattr("lsdkit.cli.main", lambda argv: calls.append(argv) or 1)
+
+    def fake_fit(model, data, config, run_dir, **kw):
+        calls.append(config)
+        raise RuntimeError(f"training {Path(run_dir).name} failed")
+    monkeypatch.setattr("lsdkit.train.fit", fake_fit)
     cfg = study_config("tiny", max_minutes=3.0, diffusion_minutes=1.5, warmup_steps=7)
     st = Study(tmp_path, cfg, progress=False)
     with pytest.raises(RuntimeError, match="training tn failed"):
         st.autoencoder("tn")
-    argv = calls[-1]
-    assert argv[argv.index("--warmup-steps") + 1] == "7" and argv[argv.index("--max-minutes") + 1] == "3.0"
+    assert calls[-1].warmup_steps == 7 and calls[-1].max_minutes == 3.0
     with pytest.raises(RuntimeError, match="training diffusion_tn failed"):
-        st._train("diffusion_tn", ["train", "diffusion"], 5, cfg.diffusion_minutes)
-    assert calls[-1][calls[-1].index("--max-minutes") + 1] == "1.5"
+        st._train("diffusion_tn", lambda: None, 5, cfg.diffusion_minutes)
+    assert calls[-1].max_minutes == 1.5
+    assert calls[-1].warmup_steps == 5 and calls[-1].max_steps == 5       # warm-up capped at the budget

@@ -6,9 +6,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from lsdkit.data.splits import hash_split, split_value
 from lsdkit.data.tasks import (DEFAULT_METRIC, LABEL_KINDS, TASKS, Record, TaskError, get_task,
-                               hash_split, infer_label_kind, load_custom_task, load_task,
-                               stable_unit, task_folds)
+                               infer_label_kind, load_custom_task, load_task, task_folds)
 
 DATA = os.environ.get("LSDKIT_DATA")
 needs_data = pytest.mark.skipif(not DATA, reason="LSDKIT_DATA is not set (real task data)")
@@ -21,9 +21,9 @@ def write(tmp_path: Path, name: str, text: str) -> Path:
 
 
 # --- helpers and registry --------------------------------------------------------------------
-def test_stable_unit_and_hash_split_are_fixed():
-    assert stable_unit("P12345") == stable_unit("P12345")
-    assert stable_unit("P12345") != stable_unit("P12345", salt="other")
+def test_split_value_and_hash_split_are_fixed():
+    assert split_value("P12345") == split_value("P12345")
+    assert split_value("P12345") != split_value("P12345", salt="other")
     recs = [Record(f"r{i}", "AC", 0) for i in range(2000)]
     rest, carved = hash_split(recs, 0.1, "s")
     assert len(rest) + len(carved) == 2000 and 150 < len(carved) < 250

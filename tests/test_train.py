@@ -1,6 +1,5 @@
 """Trainer: schedule, resume == uninterrupted, validation isolation, NaN guard, time budget, CLI."""
 
-import argparse
 import json
 import math
 
@@ -12,8 +11,9 @@ from lsdkit.data.batching import SequenceDataset, make_loader
 from lsdkit.data.fasta import read_fasta
 from lsdkit.models.autoencoder import Autoencoder
 from lsdkit.models.presets import autoencoder_config
-from lsdkit.train import (TrainConfig, Trainer, TrainingDiverged, add_commands, lr_at, rng_state,
-                          seed_everything, set_rng_state)
+from lsdkit.cli import main
+from lsdkit.train import (TrainConfig, Trainer, TrainingDiverged, fit, lr_at, rng_state, seed_everything,
+                          set_rng_state)
 
 torch.set_num_threads(1)
 
@@ -158,24 +158,31 @@ def test_time_budget_stop_ends_with_a_validation(fixture_fasta, tmp_path):
 
 
 def test_cli_train_and_resume(fixture_fasta, tmp_path, capsys):
-    parser = argparse.ArgumentParser(prog="lsdkit")
-    add_commands(parser.add_subparsers(dest="command"))
     common = ["--preset", "tiny", "--data", str(fixture_fasta), "--out", str(tmp_path / "run"),
               "--batch-tokens", "2048", "--eval-every", "2", "--ckpt-every", "2", "--no-progress",
               "--threads", "1", "--warmup-steps", "1"]
-    args = parser.parse_args(["train", "autoencoder", "--variant", "tnm", "--max-steps", "2", *common])
-    assert args.func(args) == 0
-    args = parser.parse_args(["train", "autoencoder", "--variant", "tnm", "--max-steps", "3", "--resume", *common])
-    assert args.func(args) == 0
+    assert main(["train", "autoencoder", "--variant", "tnm", "--max-steps", "2", *common]) == 0
+    assert main(["train", "autoencoder", "--variant", "tnm", "--max-steps", "3", "--resume", *common]) == 0
     out = capsys.readouterr().out
     assert "resumed from" in out and "step 3" in out
     model = load_model(tmp_path / "run", expect_kind="autoencoder", expect_config={"bottleneck": "tn+nm"})
     assert model.config.d_model == 64
-    args = parser.parse_args(["train", "mlm", "--max-steps", "1", *common[:4], "--out", str(tmp_path / "mlm"),
-                              *common[6:]])
-    assert args.func(args) == 0
-    args = parser.parse_args(["train", "mlm", "--max-steps", "2", "--resume", *common])
-    assert args.func(args) == 2
+    assert main(["train", "mlm", "--max-steps", "1", *common[:4], "--out", str(tmp_path / "mlm"), *common[6:]]) == 0
+    assert main(["train", "mlm", "--max-steps", "2", "--resume", *common]) == 2
     assert "holds a 'autoencoder' model, not 'mlm'" in capsys.readouterr().err
-    args = parser.parse_args(["presets"])
-    assert args.func(args) == 0 and "| tiny | autoencoder | 64 |" in capsys.readouterr().out
+    assert main(["presets"]) == 0 and "| tiny | autoencoder | 64 |" in capsys.readouterr().out
+
+
+def test_fit_is_what_the_command_runs(fixture_fasta, tmp_path):
+    # the library entry point and `lsdkit train` give the same run: same losses, same weights
+    cfg = TrainConfig(max_steps=3, warmup_steps=1, batch_tokens=2048, eval_every=3, ckpt_every=3, progress=False,
+                      num_threads=1)
+    seed_everything(0)
+    result = fit(Autoencoder(autoencoder_config("tiny", "nm")), fixture_fasta, cfg, tmp_path / "lib")
+    assert result.step == 3 and result.checkpoint == latest_checkpoint(tmp_path / "lib")
+    assert main(["train", "autoencoder", "--variant", "nm", "--preset", "tiny", "--data", str(fixture_fasta),
+                 "--out", str(tmp_path / "cli"), "--max-steps", "3", "--warmup-steps", "1", "--batch-tokens", "2048",
+                 "--eval-every", "3", "--ckpt-every", "3", "--threads", "1", "--no-progress"]) == 0
+    assert _losses(tmp_path / "lib", "train", "loss") == _losses(tmp_path / "cli", "train", "loss")
+    a, b = load_model(tmp_path / "lib"), load_model(tmp_path / "cli")
+    assert all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values()))

@@ -10,6 +10,7 @@ import pytest
 
 from lsdkit import viz
 from lsdkit.alphabet import STANDARD
+from lsdkit.sweep import chosen_curve, sweep_curves
 
 
 # ----------------------------------------------------------------------------- fixtures
@@ -50,6 +51,22 @@ def test_residue_labels_errors_name_the_protein():
         viz.residue_labels(["p1", "p2"], ["AC", "ACDE"], extra={"ss3": ["HH", "HHE"]})
     with pytest.raises(ValueError, match="'p1' has a class index outside -1..2"):
         viz.residue_labels(["p1"], ["AC"], extra={"ss3": [[0, 3]]}, classes={"ss3": "HEC"})
+
+
+def test_sample_records_and_protein_labels():
+    from types import SimpleNamespace
+
+    recs = [SimpleNamespace(id=f"p{i}", sequence="A" * (i + 1), label=i % 2) for i in range(10)]
+    task = SimpleNamespace(splits={"valid": recs, "test": recs[:2]})
+    drawn = viz.sample_records(task, 4, seed=3)
+    assert [r.id for r in drawn] == [f"p{i}" for i in viz.sample_rows(10, 4, seed=3)]
+    assert viz.sample_records(task, 5, split="test") == recs[:2]
+    frame = viz.protein_labels(drawn, ("cytoplasm", "nucleus"), "localisation", length=True)
+    assert list(frame.columns) == ["protein_id", "localisation", "length"]
+    assert frame.localisation.tolist() == [("cytoplasm", "nucleus")[r.label] for r in drawn]
+    assert frame.length.tolist() == [len(r.sequence) for r in drawn]
+    points = viz.LatentPoints({"LSD-TN": np.zeros((4, 16)), "MLM": np.zeros((4, 32))}, frame, 4, "proteins")
+    assert points.summary() == "4 proteins of 4 proteins; latent sizes: {'LSD-TN': 16, 'MLM': 32}"
 
 
 def test_sample_rows():
@@ -115,24 +132,34 @@ def _sweep_table():
 
 def test_sweep_curves_reduce_layers_folds_and_metrics():
     df = _sweep_table()
-    c = viz.sweep_curves(df, metric={"deeploc10": "accuracy", "ppi_yeast": "accuracy"})
+    c = sweep_curves(df, metric={"deeploc10": "accuracy", "ppi_yeast": "accuracy"})
     nm = c[(c.representation == "LSD-NM") & (c.task == "deeploc10")].set_index("t")["value"]
     assert nm[0.0] == pytest.approx(0.51) and nm[1.0] == pytest.approx(0.31)     # best layer per t
     assert nm[np.isnan(nm.index)].tolist() == [pytest.approx(0.8)]               # the latent, t = NaN
     ppi = c[(c.representation == "MLM") & (c.task == "ppi_yeast")]
     assert ppi["value"].tolist() == [0.3, 0.3, 0.3]                              # fold "mean" rows only
     assert set(c.metric) == {"accuracy"}
-    mean = viz.sweep_curves(df, layer="mean", metric={"deeploc10": "accuracy"})
+    mean = sweep_curves(df, layer="mean", metric={"deeploc10": "accuracy"})
     assert mean[(mean.representation == "MLM") & (mean.t == 0.5)]["value"].item() == pytest.approx(0.205)
-    one = viz.sweep_curves(df, layer=0, metric={"deeploc10": "accuracy"})
+    one = sweep_curves(df, layer=0, metric={"deeploc10": "accuracy"})
     assert one[(one.representation == "MLM") & (one.t == 0.5)]["value"].item() == pytest.approx(0.2)
-    assert viz.sweep_curves(df, split="test")["value"].tolist() == [0.0, 0.0]
+    assert sweep_curves(df, split="test")["value"].tolist() == [0.0, 0.0]
     with pytest.raises(ValueError, match="layer must be"):
-        viz.sweep_curves(df, layer="last")
+        sweep_curves(df, layer="last")
     with pytest.raises(KeyError, match="missing columns"):
-        viz.sweep_curves(df.drop(columns="metric"))
+        sweep_curves(df.drop(columns="metric"))
     with pytest.raises(ValueError, match="no rows for split 'train'"):
-        viz.sweep_curves(df, split="train")
+        sweep_curves(df, split="train")
+
+
+def test_chosen_curve_follows_the_layer_chosen_on_validation():
+    df = _sweep_table()
+    df["selected"] = df["split"] == "test"            # t=0, layer 1 chosen for both representations
+    layer, curve = chosen_curve(df, "LSD-NM", "deeploc10")
+    assert layer == 1 and list(curve) == [0.0, 0.5, 1.0]
+    assert np.allclose(list(curve.values()), [0.51, 0.41, 0.31])
+    with pytest.raises(KeyError, match="task 'ppi_yeast' was not swept for MLM"):
+        chosen_curve(df, "MLM", "ppi_yeast")
 
 
 def test_sweep_plot_panels_lines_and_latent_rows():
@@ -331,6 +358,48 @@ def test_umap_embed_reproducible_dedupes_and_separates(blobs):
     d[np.equal(blobs[:, None], blobs[None]).all(-1)] = 1e9                  # ignore exact duplicates
     blob = np.repeat([0, 1], 60)
     assert (blob[d.argmin(1)] == blob).all()
+
+
+def test_umap_embed_caches_by_input_and_parameters(tmp_path, monkeypatch):
+    from lsdkit.viz import umap as vumap
+
+    calls = []
+
+    def fake_fit(rows, *, init, random_state, n_neighbors, min_dist, metric):
+        calls.append((len(rows), random_state, n_neighbors))
+        return (rows[:, :2] * (random_state + 1) + n_neighbors).astype(np.float32)
+
+    def no_fit(rows, **kw):
+        raise AssertionError("umap was fitted although the embedding is cached")
+
+    X = np.random.default_rng(0).normal(size=(30, 5)).astype(np.float32)
+    cache = tmp_path / "cache"
+    monkeypatch.setattr(vumap, "_fit", fake_fit)
+    first = viz.umap_embed(X, cache_dir=cache)
+    assert len(calls) == 1 and first.shape == (30, 2) and first.dtype == np.float32
+    [stored] = cache.iterdir()
+    assert stored.name.startswith("umap_") and stored.suffix == ".npz"        # no temp file left beside it
+
+    monkeypatch.setattr(vumap, "_fit", no_fit)                                 # the second call loads
+    assert np.array_equal(viz.umap_embed(X, cache_dir=cache), first)
+    assert np.array_equal(viz.umap_embed(X.astype(np.float64), cache_dir=cache), first)   # same values, same key
+
+    monkeypatch.setattr(vumap, "_fit", fake_fit)                               # other params or data: a miss
+    viz.umap_embed(X, cache_dir=cache, random_state=1)
+    viz.umap_embed(X, cache_dir=cache, n_neighbors=5)
+    viz.umap_embed(X, cache_dir=cache, init=first)
+    viz.umap_embed(X + 1, cache_dir=cache)
+    viz.umap_embed(X, cache_dir=cache, dedupe=False)
+    assert len(calls) == 6 and len(list(cache.iterdir())) == 6
+    viz.umap_embed(X)                                                          # no cache_dir: always fits
+    assert len(calls) == 7 and len(list(cache.iterdir())) == 6
+
+    stored.write_bytes(b"damaged")                                             # a damaged entry is recomputed
+    assert np.array_equal(viz.umap_embed(X, cache_dir=cache), first) and len(calls) == 8
+    monkeypatch.setattr(vumap, "_fit", no_fit)
+    assert np.array_equal(viz.umap_embed(X, cache_dir=cache), first)          # and written again
+    coords = viz.embed_over_t({0.0: X, 1.0: X}, cache_dir=cache)    # t=1 starts from the t=0 map: cached above
+    assert np.array_equal(coords[0.0], first)
 
 
 @pytest.mark.slow

@@ -24,8 +24,6 @@ import hashlib
 import json
 import logging
 import os
-import shutil
-import tempfile
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,8 +36,9 @@ from lsdkit.data.batching import (EpochLoader, SequenceDataset, TokenBudgetBatch
                                   padding_fraction_of)
 from lsdkit.data.fasta import FastaError, FastaRecord, open_text, read_fasta
 from lsdkit.data.bundle import FULL_FASTA, FULL_SOURCE
-from lsdkit.data.tasks import stable_unit
 from lsdkit.data.sources import DataError, corpus_fasta
+from lsdkit.data.splits import split_value
+from lsdkit.io import atomic_directory
 
 log = logging.getLogger(__name__)
 
@@ -79,10 +78,6 @@ def accession(record_id: str) -> str:
     """The accession in a record id: ``sp|P12345|NAME_HUMAN`` -> ``P12345``; other ids unchanged."""
     parts = record_id.split("|")
     return parts[1] if len(parts) >= 3 and parts[0] in ("sp", "tr") else record_id
-
-
-# a uniform number in [0, 1) fixed by (salt, accession) alone: the one hash behind every split
-split_value = stable_unit
 
 
 def read_accessions(path: str | os.PathLike) -> set[str]:
@@ -166,16 +161,13 @@ def load_encoded(fasta: str | os.PathLike, *, limit: int | None = None, cache_di
         return (np.load(folder / "tokens.npy", mmap_mode="r"), np.load(folder / "offsets.npy"),
                 np.load(folder / "ids.npy"))
     arrays = encode_records(read_fasta(fasta), alphabet, limit, source=str(fasta))
-    Path(cache_dir).mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=cache_dir, prefix=".corpus-tmp-"))
     try:
-        for name, arr in zip(("tokens", "offsets", "ids"), arrays):
-            np.save(tmp / f"{name}.npy", arr)
-        (tmp / "meta.json").write_text(key + "\n")
-        os.replace(tmp, folder)            # atomic: the folder appears complete or not at all
+        with atomic_directory(folder) as tmp:     # the folder appears complete or not at all
+            for name, arr in zip(("tokens", "offsets", "ids"), arrays):
+                np.save(tmp / f"{name}.npy", arr)
+            (tmp / "meta.json").write_text(key + "\n")
     except OSError:
-        shutil.rmtree(tmp, ignore_errors=True)   # another process won the race, or a full disk
-        if not (folder / "meta.json").is_file():
+        if not (folder / "meta.json").is_file():   # a full disk; not a race another process won
             raise
     return arrays
 
@@ -268,5 +260,5 @@ class Corpus:
 
 __all__ = ["CorpusConfig", "Corpus", "SequenceDataset", "TokenBudgetBatchSampler", "EpochLoader",
            "collate", "make_loader", "pack_batches", "pack_sorted", "padding_fraction_of", "accession",
-           "split_value", "read_accessions", "encode_records", "load_encoded", "DEFAULT_FASTA",
+           "read_accessions", "encode_records", "load_encoded", "DEFAULT_FASTA",
            "SWISSPROT_2014_RECORDS"]

@@ -21,14 +21,16 @@ from __future__ import annotations
 import bz2
 import contextlib
 import gzip
+import io
 import lzma
 import os
-import tempfile
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TextIO
 
 from lsdkit.alphabet import Alphabet, SequenceError
+from lsdkit.io import atomic_open
 
 _OPENERS = {".gz": gzip.open, ".xz": lzma.open, ".bz2": bz2.open}
 
@@ -71,16 +73,23 @@ def open_text(path: str | os.PathLike, mode: str = "rt"):
     return opener(path, mode, encoding="utf-8", newline=None)
 
 
-def read_fasta(path: str | os.PathLike, *, unique_ids: bool = True, validate: Alphabet | None = None,
+def read_fasta(path: str | os.PathLike | TextIO, *, unique_ids: bool = True, validate: Alphabet | None = None,
                max_len: int | None = None) -> Iterator[FastaRecord]:
     """Yield the records of a FASTA file one at a time (see the module docstring for the rules).
 
+    ``path`` is a file name, or an open text handle (e.g. a zip member wrapped in
+    ``io.TextIOWrapper``; errors then name its ``name`` attribute; it is not closed here).
     The sequence is returned as written (whitespace at line ends removed, case kept);
     ``validate`` only checks it. Use ``Alphabet.encode`` to get tokens.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise FastaError("no such FASTA file", path=path)
+    if isinstance(path, (str, os.PathLike)):
+        path = Path(path)
+        if not path.is_file():
+            raise FastaError("no such FASTA file", path=path)
+        opened = open_text(path)
+    else:
+        opened = contextlib.nullcontext(path)
+        path = getattr(path, "name", "<stream>")
     seen: dict[str, int] | None = {} if unique_ids else None
     header: tuple[str, str, int] | None = None   # (id, description, line)
     chunks: list[str] = []
@@ -106,7 +115,7 @@ def read_fasta(path: str | os.PathLike, *, unique_ids: bool = True, validate: Al
                                  letter=e.letter) from None
         return FastaRecord(rid, seq, desc, hline)
 
-    with open_text(path) as handle:
+    with opened as handle:
         try:
             for lineno, raw in enumerate(handle, 1):
                 line = raw.strip()
@@ -155,7 +164,7 @@ def _line_of(starts: list[tuple[int, int]], offset: int) -> int:
 
 def write_fasta(path: str | os.PathLike, records: Iterable[FastaRecord | tuple[str, str]], *,
                 line_width: int | None = 60) -> int:
-    """Write records atomically (temp file beside ``path``, then ``os.replace``); returns the count.
+    """Write records atomically (:func:`lsdkit.io.atomic_open`); returns the count.
 
     ``records`` are :class:`FastaRecord`, ``(id, sequence)`` or ``(id, sequence, description)``.
     ``line_width=None`` writes each sequence on one line. Compression follows the suffix of ``path``. An id that is empty or contains
@@ -164,38 +173,30 @@ def write_fasta(path: str | os.PathLike, records: Iterable[FastaRecord | tuple[s
     path = Path(path)
     if line_width is not None and line_width < 1:
         raise ValueError(f"line_width must be >= 1 or None, got {line_width}")
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp" + path.suffix)
-    os.close(fd)
     n = 0
-    try:
-        with open_text(tmp, "wt") as out:
-            for n, rec in enumerate(records, 1):
-                rid, seq, desc = (rec.id, rec.sequence, rec.description) if isinstance(rec, FastaRecord) \
-                    else (*rec, "")[:3]
-                if not rid or any(c.isspace() for c in rid):
-                    raise FastaError(f"record #{n}: id {rid!r} is empty or contains whitespace",
-                                     path=path, record=rid)
-                if not seq or any(c.isspace() for c in seq):
-                    raise FastaError(f"record {rid!r}: sequence is empty or contains whitespace",
-                                     path=path, record=rid)
-                out.write(f">{rid} {desc}\n" if desc else f">{rid}\n")
-                step = line_width or len(seq)
-                out.write("\n".join(seq[i:i + step] for i in range(0, len(seq), step)))
-                out.write("\n")
-        os.chmod(tmp, 0o666 & ~_umask())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
+    with atomic_open(path, "wb") as raw, _text_writer(raw, path) as out:
+        for n, rec in enumerate(records, 1):
+            rid, seq, desc = (rec.id, rec.sequence, rec.description) if isinstance(rec, FastaRecord) \
+                else (*rec, "")[:3]
+            if not rid or any(c.isspace() for c in rid):
+                raise FastaError(f"record #{n}: id {rid!r} is empty or contains whitespace",
+                                 path=path, record=rid)
+            if not seq or any(c.isspace() for c in seq):
+                raise FastaError(f"record {rid!r}: sequence is empty or contains whitespace",
+                                 path=path, record=rid)
+            out.write(f">{rid} {desc}\n" if desc else f">{rid}\n")
+            step = line_width or len(seq)
+            out.write("\n".join(seq[i:i + step] for i in range(0, len(seq), step)))
+            out.write("\n")
     return n
 
 
-def _umask() -> int:
-    """The process umask (mkstemp creates 0600 files; written files should get normal permissions)."""
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
+def _text_writer(raw, path: Path) -> TextIO:
+    """A UTF-8 text layer over the binary handle ``raw``, compressing by ``path``'s suffix."""
+    opener = _OPENERS.get(path.suffix.lower())
+    if opener is None:
+        return io.TextIOWrapper(raw, encoding="utf-8")
+    return opener(raw, "wt", encoding="utf-8")
 
 
 __all__ = ["FastaError", "FastaRecord", "open_text", "read_fasta", "write_fasta"]

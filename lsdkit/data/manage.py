@@ -19,8 +19,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import sys
-import tempfile
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
@@ -28,17 +26,9 @@ from pathlib import Path
 
 from lsdkit.data.sources import (ENV_VAR, SOURCES, DataError, Source, configured_data_dir,
                                  default_data_dir, get_source)
+from lsdkit.io import atomic_open, sha256_file
 
 CHUNK = 1 << 20  # 1 MiB
-
-
-def sha256_file(path: str | os.PathLike, chunk_size: int = CHUNK) -> str:
-    """Hex sha256 of a file, streamed in ``chunk_size`` blocks."""
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while block := fh.read(chunk_size):
-            h.update(block)
-    return h.hexdigest()
 
 
 def human_size(n: int) -> str:
@@ -122,11 +112,56 @@ def check(root: str | os.PathLike, names: list[str] | None = None, *, everything
     return [check_source(s, root, quick) for s in sources_to_check(root, names, everything)]
 
 
+def check_table(reports: list[SourceReport]):
+    """The reports of :func:`check` as a DataFrame: source, files, size, licence, status (``OK`` or the problems)."""
+    import pandas as pd
+
+    return pd.DataFrame([{"source": r.source.name, "files": len(r.source.files),
+                          "size": human_size(r.source.total_size), "licence": r.source.licence,
+                          "status": "OK" if r.ok else "; ".join(p.describe() for p in r.problems)}
+                         for r in reports])
+
+
+def require_ok(reports: list[SourceReport]) -> None:
+    """Raise :class:`DataError` naming every source of ``reports`` that failed its check."""
+    failed = [r for r in reports if not r.ok]
+    if failed:
+        raise DataError(f"data check failed for {', '.join(r.source.name for r in failed)} "
+                        f"({'; '.join(p.describe() for r in failed for p in r.problems)}); repair with "
+                        "`lsdkit data fetch NAME` or the source's PROVENANCE.md recipe")
+
+
+def task_table(names: list[str] | None = None, data: str | os.PathLike | None = None):
+    """Every registered task (or ``names``) loaded as the probes load it (cross-validated ones at fold 0).
+
+    Returns ``(table, loaded)``: a DataFrame indexed by task with kind, metric, protocol, split sizes,
+    number of classes, source and status (``OK`` or ``not available: <why>`` when its source is
+    not in the data directory), and ``{name: TaskData}`` of the tasks that loaded.
+    """
+    import pandas as pd
+
+    from lsdkit.data.tasks import TASKS, load_task, task_folds
+
+    loaded, rows = {}, []
+    for name in names or list(TASKS):
+        spec = TASKS[name]
+        try:
+            task = load_task(name, data, fold=task_folds(name)[0])
+        except DataError as exc:
+            rows.append({"task": name, "source": spec.source, "status": f"not available: {exc}"})
+            continue
+        loaded[name] = task
+        rows.append({"task": name, "kind": spec.kind, "metric": spec.metric, "protocol": spec.protocol,
+                     **task.sizes(), "classes": len(task.classes) if task.classes else None,
+                     "source": spec.source, "status": "OK"})
+    return pd.DataFrame(rows).set_index("task"), loaded
+
+
 def fetch(source: Source, root: str | os.PathLike, *, timeout: float = 60, log=print) -> list[str]:
     """Download ``source``'s files that have a direct URL into ``root/source.folder``.
 
     Files already present with the right sha256 are kept. Each download is verified against the
-    registry before it replaces anything (temp file + os.replace). Returns the files that are still
+    registry before it replaces anything (:func:`lsdkit.io.atomic_open`). Returns the files that are still
     missing because they have no direct URL (the caller prints ``source.obtain`` for them); raises
     :class:`DataError` when a download fails or does not match.
     """
@@ -148,107 +183,18 @@ def fetch(source: Source, root: str | os.PathLike, *, timeout: float = 60, log=p
 
 
 def _download(url: str, target: Path, sha256: str, size: int, timeout: float) -> None:
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".part")
     try:
-        h = hashlib.sha256()
-        with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=timeout) as resp:
+        with atomic_open(target, "wb") as out, urllib.request.urlopen(url, timeout=timeout) as resp:
+            h = hashlib.sha256()
             while block := resp.read(CHUNK):
                 h.update(block)
                 out.write(block)
-        got = os.path.getsize(tmp)
-        if h.hexdigest() != sha256:
-            raise DataError(f"downloaded {url} does not match the registry for {target.name} "
-                            f"(sha256 mismatch; size {got} vs expected {size}); nothing was written")
-        os.chmod(tmp, 0o644)   # mkstemp makes 0600
-        os.replace(tmp, target)
+            if h.hexdigest() != sha256:
+                raise DataError(f"downloaded {url} does not match the registry for {target.name} "
+                                f"(sha256 mismatch; size {out.tell()} vs expected {size}); nothing was written")
     except urllib.error.HTTPError as exc:
         raise DataError(f"could not download {url}: HTTP {exc.code} {exc.reason}") from None
     except urllib.error.URLError as exc:
         raise DataError(f"could not download {url}: {exc.reason} (is this machine offline?)") from None
     except OSError as exc:
         raise DataError(f"could not download {url} to {target}: {exc}") from None
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-
-
-# -- command line ----------------------------------------------------------------------------------
-
-def add_commands(data_sub) -> None:
-    """Register ``list``, ``check`` and ``fetch`` under ``lsdkit data``."""
-    p = data_sub.add_parser("list", help="the registered sources: name, licence, size, description")
-    p.set_defaults(func=_cmd_list)
-
-    p = data_sub.add_parser(
-        "check", help="verify the sources of a data directory (sizes and sha256)",
-        description="Verify the sources of a data directory against the registry. By default the "
-                    "sources present are checked; absent ones are listed, not errors. Exit 0 only "
-                    "when every checked source is OK.")
-    p.add_argument("--data", help=f"data directory (default: ${ENV_VAR}, else the bundled one)")
-    p.add_argument("--source", nargs="+", metavar="NAME", help="check exactly these sources (absent = error)")
-    p.add_argument("--all", action="store_true", dest="everything",
-                   help="require every source except the bundled sample")
-    p.add_argument("--quick", action="store_true", help="compare sizes only (no sha256)")
-    p.set_defaults(func=_cmd_check)
-
-    p = data_sub.add_parser("fetch", help="download a source where a direct URL exists, else print the recipe")
-    p.add_argument("name", help="source name (see `lsdkit data list`)")
-    p.add_argument("--to", help=f"data directory to fill (default: ${ENV_VAR})")
-    p.set_defaults(func=_cmd_fetch)
-
-
-def _cmd_list(args) -> int:
-    for s in SOURCES.values():
-        print(f"{s.name:<36} {human_size(s.total_size):>9}  {s.licence}")
-        print(f"{'':<36} {'':>9}  {s.description}{' (bundled with lsdkit)' if s.bundled else ''}")
-    return 0
-
-
-def _cmd_check(args) -> int:
-    try:
-        root = configured_data_dir(args.data)
-        if root is None:
-            root = default_data_dir()
-            print(f"no data directory given (--data or {ENV_VAR}): checking the bundled one")
-        reports = check(root, args.source, everything=args.everything, quick=args.quick)
-    except DataError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    if not reports:
-        print(f"no known source in {root}: is this a data directory? (`lsdkit data list`)")
-        return 1
-    print(f"data directory {root} ({'sizes only' if args.quick else 'sizes and sha256'})")
-    for r in reports:
-        print(r.line())
-    checked = {r.source.name for r in reports}
-    absent = [s.name for s in SOURCES.values() if s.name not in checked and not s.bundled]
-    if absent and not args.source:
-        print(f"absent (not required): {', '.join(absent)}")
-    bad = [r.source.name for r in reports if not r.ok]
-    print(f"{len(reports) - len(bad)} of {len(reports)} sources OK" + (f"; failed: {', '.join(bad)}" if bad else ""))
-    return 1 if bad else 0
-
-
-def _cmd_fetch(args) -> int:
-    try:
-        src = get_source(args.name)
-        root = Path(args.to) if args.to else configured_data_dir(None)
-        if root is None:
-            raise DataError(f"say where to put it: --to DIR (or set {ENV_VAR})")
-    except DataError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    print(f"fetching {src.name} into {root / src.folder}")
-    try:
-        left = fetch(src, root)
-    except DataError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        print(f"how to obtain {src.name} by hand (on a machine with internet):\n  {src.obtain}")
-        return 1
-    if not left:
-        print(f"{src.name}: all {len(src.files)} files present and verified")
-        return 0
-    print(f"{src.name}: no direct download for {len(left)} file(s): {', '.join(left)}")
-    print(f"how to obtain them (on a machine with internet):\n  {src.obtain}")
-    print(f"licence: {src.licence}\nthen verify with: lsdkit data check --data {root} --source {src.name}")
-    return 1

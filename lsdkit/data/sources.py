@@ -25,12 +25,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from lsdkit.data.bundle import FULL_FASTA, FULL_SOURCE, SAMPLE_FASTA, SAMPLE_GO, SAMPLE_SOURCE
+from lsdkit.errors import LsdkitError
 
 ENV_VAR = "LSDKIT_DATA"
 BUNDLED_DIR = Path(__file__).resolve().with_name("bundled")
 
 
-class DataError(RuntimeError):
+class DataError(LsdkitError, RuntimeError):
     """A data directory or source file is missing, corrupt or malformed; the message says which."""
 
 
@@ -314,15 +315,3 @@ def corpus_fasta(data_dir: str | os.PathLike | None = None) -> Path:
         warnings.warn(f"data directory {str(root)!r} has no {FULL_SOURCE}/{FULL_FASTA}: using the bundled "
                       f"sample of 3,000 sequences instead", stacklevel=2)
     return default_data_dir() / SAMPLE_SOURCE / SAMPLE_FASTA
-
-
-def add_commands(sub) -> None:
-    """Register ``lsdkit data {list,check,fetch,make-sample}``."""
-    from lsdkit.data import bundle, manage
-
-    p = sub.add_parser("data", help="the data directory: list, check and fetch sources",
-                       description=f"Manage the data directory ({ENV_VAR} or --data DIR). See data/README.md.")
-    p.set_defaults(_group_parser=p)
-    data_sub = p.add_subparsers(dest="data_command", metavar="SUBCOMMAND")
-    manage.add_commands(data_sub)
-    bundle.add_make_sample_command(data_sub)

@@ -9,7 +9,6 @@ approximated. Files are read as shipped (xz / zip), never extracted.
 
 from __future__ import annotations
 
-import csv
 import io
 import json
 import lzma
@@ -19,9 +18,11 @@ from pathlib import Path
 
 import numpy as np
 
-from lsdkit.data.fasta import open_text, read_fasta
+from lsdkit.data.fasta import read_fasta
 from lsdkit.data.sources import DataError
-from lsdkit.data.tasks import Record, clean_sequence, hash_split, unique_ids
+from lsdkit.data.splits import hash_split
+from lsdkit.data.tables import read_table
+from lsdkit.data.tasks import Record, clean_sequence, unique_ids
 
 SWISSPROT_FASTA = Path("swissprot2014_go_metastudent") / "swissprot2014_sequences.fasta.xz"
 SAPROT = "saprot_tasks_valid_test_sesadapter"
@@ -35,23 +36,18 @@ def _need(path: Path) -> Path:
 
 
 def _csv_rows(path: Path, delimiter: str = ",") -> list[dict[str, str]]:
-    with open_text(_need(path)) as fh:
-        return list(csv.DictReader(fh, delimiter=delimiter))
+    return read_table(_need(path), delimiter).records()
 
 
-def _fasta_text(text: str) -> dict[str, tuple[str, str]]:
-    """``{id: (description, sequence)}`` from FASTA text held in memory (zip members)."""
-    out: dict[str, tuple[str, str]] = {}
-    rid, desc, parts = None, "", []
-    for line in text.splitlines() + [">"]:
-        if line.startswith(">"):
-            if rid is not None:
-                out[rid] = (desc, "".join(parts))
-            head = line[1:].split(maxsplit=1)
-            rid, desc, parts = (head[0] if head else None), (head[1] if len(head) > 1 else ""), []
-        elif line.strip():
-            parts.append(line.strip())
-    return out
+def _member(zf: zipfile.ZipFile, name: str) -> io.TextIOWrapper:
+    """A zip member as a UTF-8 text handle."""
+    return io.TextIOWrapper(zf.open(name), encoding="utf-8")
+
+
+def _fasta_member(zf: zipfile.ZipFile, name: str) -> dict[str, tuple[str, str]]:
+    """``{id: (description, sequence)}`` of a FASTA zip member."""
+    with _member(zf, name) as fh:
+        return {r.id: (r.description, r.sequence) for r in read_fasta(fh)}
 
 
 def _class_index(labels: list[str]) -> tuple[tuple[str, ...], dict[str, int]]:
@@ -141,16 +137,8 @@ def saprot_json(folder: Path, task: str):
 # ---------------------------------------------------------------------------------------------
 # Thermostability, protocol "meltome"
 def swissprot_sequences(root: Path, accessions: set[str]) -> dict[str, str]:
-    """Sequences of the given accessions from the Swiss-Prot 2014 FASTA (one-line records, streamed)."""
-    out, keep = {}, None
-    with open_text(_need(root / SWISSPROT_FASTA)) as fh:
-        for line in fh:
-            if line.startswith(">"):
-                keep = line[1:].split(maxsplit=1)[0] if line[1:].split() else None
-                keep = keep if keep in accessions else None
-            elif keep is not None:
-                out[keep] = out.get(keep, "") + line.strip()
-    return out
+    """Sequences of the given accessions from the Swiss-Prot 2014 FASTA (streamed)."""
+    return {r.id: r.sequence for r in read_fasta(_need(root / SWISSPROT_FASTA)) if r.id in accessions}
 
 
 def kmer_codes(seq: str, k: int = 5) -> np.ndarray:
@@ -241,12 +229,12 @@ def clean_ec(folder: Path, level: int):
 
 
 # ---------------------------------------------------------------------------------------------
-# PPI (Guo yeast): one pool, folds made by lsdkit.data.tasks.cv_fold
+# PPI (Guo yeast): one pool, folds made by lsdkit.data.splits.cv_fold
 def ppi_guo(folder: Path):
-    with open_text(_need(folder / "protein.dictionary.tsv.xz")) as fh:
-        seqs = {a: clean_sequence(s.strip(), a) for a, s in (ln.rstrip("\n").split("\t") for ln in fh if ln.strip())}
-    with open_text(_need(folder / "protein.actions.tsv.xz")) as fh:
-        pairs = [ln.rstrip("\n").split("\t") for ln in fh if ln.strip()]
+    proteins = read_table(_need(folder / "protein.dictionary.tsv.xz"), "\t", columns=("protein", "sequence"))
+    seqs = {a: clean_sequence(s.strip(), a) for _, (a, s) in proteins.rows}
+    actions = read_table(_need(folder / "protein.actions.tsv.xz"), "\t", columns=("a", "b", "label"))
+    pairs = [cells for _, cells in actions.rows]
     ids = unique_ids([f"{a}_{b}" for a, b, _ in pairs])
     recs = []
     for rid, (a, b, y) in zip(ids, pairs):
@@ -261,7 +249,8 @@ def ppi_guo(folder: Path):
 # fitness: FLIP GB1, avGFP (TAPE rule)
 def flip_gb1(folder: Path, split: str):
     with zipfile.ZipFile(_need(folder / "gb1_splits.zip")) as zf:
-        rows = list(csv.DictReader(io.StringIO(zf.read(f"splits/{split}.csv").decode())))
+        with _member(zf, f"splits/{split}.csv") as fh:
+            rows = read_table(fh, ",").records()
     splits = {"train": [], "valid": [], "test": []}
     for i, r in enumerate(rows):
         rid = f"gb1_{split}_{i}"
@@ -298,9 +287,9 @@ SS3 = ("H", "E", "C")
 
 def flip_ss(folder: Path):
     with zipfile.ZipFile(_need(folder / "secondary_structure_splits.zip")) as zf:
-        labels = _fasta_text(zf.read("splits/sampled.fasta").decode())
-        seqs = _fasta_text(zf.read("splits/sequences.fasta").decode())
-        masks = _fasta_text(zf.read("splits/mask.fasta").decode())
+        labels = _fasta_member(zf, "splits/sampled.fasta")
+        seqs = _fasta_member(zf, "splits/sequences.fasta")
+        masks = _fasta_member(zf, "splits/mask.fasta")
     code = np.full(128, -2, dtype=np.int8)
     for i, c in enumerate(SS3):
         code[ord(c)] = i

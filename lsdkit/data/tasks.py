@@ -30,7 +30,6 @@ or a FASTA plus a labels file; see its docstring.
 from __future__ import annotations
 
 import functools
-import hashlib
 import os
 import re
 from dataclasses import dataclass, field
@@ -41,6 +40,8 @@ import numpy as np
 
 from lsdkit.alphabet import ALPHABET
 from lsdkit.data.sources import BUNDLED_DIR, DataError, configured_data_dir, default_data_dir
+from lsdkit.data.splits import cv_fold, split_value
+from lsdkit.data.tables import read_table
 
 LABEL_KINDS = ("multiclass", "binary", "regression", "multilabel", "residue_multiclass", "pair_binary")
 DEFAULT_METRIC = {"multiclass": "accuracy", "binary": "accuracy", "regression": "spearman",
@@ -134,18 +135,6 @@ def label_array(records: list[Record], kind: str, n_classes: int = 0) -> np.ndar
 
 # ---------------------------------------------------------------------------------------------
 # helpers shared by the loaders
-def stable_unit(key: str, salt: str = "lsdkit") -> float:
-    """A number in [0, 1) fixed by ``(salt, key)``: the basis of every hash split here."""
-    digest = hashlib.blake2b(f"{salt}\x00{key}".encode(), digest_size=8).digest()
-    return int.from_bytes(digest, "big") / 2.0 ** 64
-
-
-def hash_split(records: list[Record], fraction: float, salt: str) -> tuple[list[Record], list[Record]]:
-    """Split records into (rest, carved) with ``carved`` ≈ ``fraction`` of them, stably by id."""
-    inside = [stable_unit(r.id, salt) < fraction for r in records]
-    return ([r for r, c in zip(records, inside) if not c], [r for r, c in zip(records, inside) if c])
-
-
 def clean_sequence(seq: str, record: str) -> str:
     """Validate through ALPHABET (raises SequenceError naming the record); return it cleaned."""
     tokens = ALPHABET.encode(seq, record=record)
@@ -296,16 +285,6 @@ def _load_cached(name: str, root: str, fold: int | None) -> TaskData:
     return TaskData(spec=spec, splits=splits, classes=classes, notes=tuple(notes), fold=fold)
 
 
-def cv_fold(records: list[Record], n_folds: int, fold: int, salt: str, valid_fraction: float = 0.1):
-    """Fold ``fold`` of a k-fold CV by a stable hash of the id; 10 % of the rest is carved as valid."""
-    which = [int(stable_unit(r.id, f"{salt}/fold") * n_folds) for r in records]
-    test = [r for r, f in zip(records, which) if f == fold]
-    rest = [r for r, f in zip(records, which) if f != fold]
-    train, valid = hash_split(rest, valid_fraction, f"{salt}/fold{fold}/valid")
-    note = f"fold {fold}/{n_folds}: {len(train)} train, {len(valid)} valid, {len(test)} test"
-    return {"train": train, "valid": valid, "test": test}, note
-
-
 
 # ---------------------------------------------------------------------------------------------
 # bring your own task
@@ -318,30 +297,11 @@ def _suffixes(path: Path) -> list[str]:
 
 
 def _read_table(path: Path) -> tuple[list[str], list[tuple[int, dict[str, str]]]]:
-    """Header (lower-cased) and ``(line number, row)`` pairs of a CSV (``,``) or TSV (tab if
-    the name ends .tsv/.tab, or the header holds a tab)."""
-    import csv
-
-    from lsdkit.data.fasta import open_text
-
-    if not path.is_file():
-        raise TaskError(f"{path}: no such file")
-    with open_text(path) as fh:
-        lines = fh.read().splitlines()
-    if not lines:
-        raise TaskError(f"{path}: empty file")
-    ext = (_suffixes(path) or [""])[-1]
-    tab = ext in {".tsv", ".tab"} or (ext != ".csv" and "\t" in lines[0])
-    rows = list(csv.reader(lines, delimiter="\t" if tab else ","))
-    header = [h.strip().lower() for h in rows[0]]
-    out = []
-    for n, row in enumerate(rows[1:], start=2):
-        if not any(c.strip() for c in row):
-            continue
-        if len(row) != len(header):
-            raise TaskError(f"{path}:{n}: {len(row)} fields, the header has {len(header)}")
-        out.append((n, {h: c.strip() for h, c in zip(header, row)}))
-    return header, out
+    """Header (lower-cased) and ``(line number, row)`` pairs (cells stripped) of a CSV/TSV
+    (:func:`lsdkit.data.tables.read_table`)."""
+    table = read_table(path, error=TaskError)
+    header = [h.strip().lower() for h in table.header]
+    return header, [(n, {h: c.strip() for h, c in zip(header, cells)}) for n, cells in table.rows]
 
 
 def _require(path: Path, header: list[str], columns: list[str]) -> None:
@@ -490,7 +450,7 @@ def load_custom_task(path: str | os.PathLike, kind: str | None = None, *, labels
         if "split" in row and split not in SPLITS:
             raise TaskError(f"{src}:{n}: record {rid!r}: split {split!r} is not one of {', '.join(SPLITS)}")
         if not split:
-            u = stable_unit(rid, salt)
+            u = split_value(rid, salt)
             split = "test" if u < test_fraction else ("valid" if u < test_fraction + valid_fraction else "train")
         records[split].append(Record(rid, seq, value))
 

@@ -28,21 +28,16 @@ import torch.nn.functional as F
 from torch import nn
 
 from lsdkit.alphabet import ALPHABET
-from lsdkit.checkpoint import register_kind
-from lsdkit.models.blocks import TransformerStack, init_weights
+from lsdkit.checkpoint import Pretrained, register_kind
+from lsdkit.models.blocks import TransformerSize, init_weights
 
 
 @dataclass
-class AutoencoderConfig:
+class AutoencoderConfig(TransformerSize):
+    # d_model, n_heads, ffn_mult, dropout, positions, max_len: TransformerSize
     vocab_size: int = len(ALPHABET)
-    d_model: int = 256
     n_enc_layers: int = 4
     n_dec_layers: int = 2
-    n_heads: int = 8
-    ffn_mult: int = 4
-    dropout: float = 0.0
-    positions: str = "rotary"       # rotary | learned
-    max_len: int = 512
     d_z: int = 32                   # per-residue latent size (ours)
     bottleneck: str = "tn"          # tn | nm | tn+nm | none (registry BOTTLENECKS)
     variational: bool = True        # reparameterised z ~ N(mu, sigma²) in training
@@ -211,20 +206,18 @@ def build_bottleneck(config: AutoencoderConfig) -> Bottleneck:
 
 
 # --- the model -------------------------------------------------------------------------------------
-class Autoencoder(nn.Module):
+class Autoencoder(Pretrained, nn.Module):
     kind = "autoencoder"
 
     def __init__(self, config: AutoencoderConfig):
         super().__init__()
         c = self.config = config
-        stack = dict(d_model=c.d_model, n_heads=c.n_heads, ffn_mult=c.ffn_mult, dropout=c.dropout,
-                     positions=c.positions, max_len=c.max_len)
         self.embed = nn.Embedding(c.vocab_size, c.d_model)
-        self.encoder = TransformerStack(n_layers=c.n_enc_layers, **stack)
+        self.encoder = c.stack(c.n_enc_layers)
         self.to_latent = nn.Linear(c.d_model, 2 * c.d_z)     # -> (mu, logvar)
         self.bottleneck = build_bottleneck(c)
         self.from_latent = nn.Linear(c.d_z, c.d_model)
-        self.decoder = TransformerStack(n_layers=c.n_dec_layers, **stack)
+        self.decoder = c.stack(c.n_dec_layers)
         self.head = nn.Linear(c.d_model, c.vocab_size)
         for m in (self.embed, self.to_latent, self.from_latent, self.head):
             m.apply(init_weights)

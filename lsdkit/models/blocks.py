@@ -21,11 +21,36 @@ Conventions
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 POSITIONS = ("rotary", "learned")
+
+
+# --- the shared size fields of every model config ---------------------------------------------------
+@dataclass
+class TransformerSize:
+    """The transformer sizes every lsdkit model config shares (autoencoder, MLM, denoiser).
+
+    The configs inherit these fields, so they stay flat: a checkpoint's ``config.json`` keeps
+    ``d_model``, ``n_heads``, ... at the top level, as before. Layer counts differ per model
+    (``n_enc_layers``/``n_dec_layers`` or ``n_layers``) and are given to :meth:`stack`.
+    """
+
+    d_model: int = 256
+    n_heads: int = 8
+    ffn_mult: int = 4
+    dropout: float = 0.0
+    positions: str = "rotary"       # rotary | learned
+    max_len: int = 512
+
+    def stack(self, n_layers: int, cond_dim: int | None = None) -> TransformerStack:
+        """A :class:`TransformerStack` of ``n_layers`` blocks at these sizes."""
+        return TransformerStack(self.d_model, n_layers, self.n_heads, self.ffn_mult, self.dropout,
+                                self.positions, self.max_len, cond_dim=cond_dim)
 
 
 # --- rotary position embedding --------------------------------------------------------------------
@@ -215,6 +240,6 @@ def count_parameters(model: nn.Module, trainable_only: bool = False) -> int:
     return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)
 
 
-__all__ = ["TransformerStack", "TransformerBlock", "SelfAttention", "FeedForward", "attention_mask",
+__all__ = ["TransformerSize", "TransformerStack", "TransformerBlock", "SelfAttention", "FeedForward", "attention_mask",
            "apply_rotary", "rotary_tables", "modulate", "zero_linear", "init_weights",
            "count_parameters", "POSITIONS"]

@@ -25,15 +25,14 @@ import dataclasses
 import hashlib
 import math
 import os
-import sys
 from dataclasses import dataclass, field
 
 import torch
 from torch import nn
 
-from lsdkit.checkpoint import (CheckpointError, config_from_dict, config_to_dict, kind_classes,
-                               load_model, register_kind, resolve)
-from lsdkit.models.blocks import TransformerStack, init_weights
+from lsdkit.checkpoint import (CheckpointError, Pretrained, config_from_dict, config_to_dict,
+                               kind_classes, load_model, register_kind, resolve)
+from lsdkit.models.blocks import TransformerSize, init_weights
 from lsdkit.schedules import (SCHEDULES, eps_from_v, eps_from_z0, get_schedule, q_sample, v_target,
                               z0_from_v)
 
@@ -41,7 +40,8 @@ PREDICTIONS = ("v", "x0")
 
 
 @dataclass
-class DiffusionConfig:
+class DiffusionConfig(TransformerSize):
+    # the denoiser's d_model, n_heads, ffn_mult, dropout, positions, max_len: TransformerSize
     # the frozen encoder whose latents are diffused
     encoder_kind: str = "autoencoder"          # autoencoder | mlm
     encoder_config: dict = field(default_factory=dict)
@@ -49,13 +49,7 @@ class DiffusionConfig:
     encoder_hash: str = ""                     # weights_hash(encoder), verified on load
     d_z: int = 32
     # the denoiser
-    d_model: int = 256
     n_layers: int = 6
-    n_heads: int = 8
-    ffn_mult: int = 4
-    dropout: float = 0.0
-    positions: str = "rotary"
-    max_len: int = 512
     time_embed_dim: int = 128                  # sinusoidal features of 1000·t
     # the diffusion
     schedule: str = "cosine"                   # registry lsdkit.schedules.SCHEDULES
@@ -121,8 +115,7 @@ class Denoiser(nn.Module):
         self.time_mlp = nn.Sequential(nn.Linear(c.time_embed_dim, c.d_model), nn.SiLU(),
                                       nn.Linear(c.d_model, c.d_model))
         self.in_proj = nn.Linear(c.d_z, c.d_model)
-        self.stack = TransformerStack(c.d_model, c.n_layers, c.n_heads, c.ffn_mult, c.dropout,
-                                      c.positions, c.max_len, cond_dim=c.d_model)
+        self.stack = c.stack(c.n_layers, cond_dim=c.d_model)
         self.out_proj = nn.Linear(c.d_model, c.d_z)
         for m in (self.time_mlp, self.in_proj, self.out_proj):
             m.apply(init_weights)
@@ -136,7 +129,7 @@ class Denoiser(nn.Module):
 
 
 # --- the model -------------------------------------------------------------------------------------
-class LatentDiffusion(nn.Module):
+class LatentDiffusion(Pretrained, nn.Module):
     kind = "diffusion"
 
     def __init__(self, config: DiffusionConfig):
@@ -209,6 +202,18 @@ class LatentDiffusion(nn.Module):
                                "before training or sampling (`lsdkit train diffusion` does this)")
         z0 = standardise(self.encoder_latents(tokens, mask), self.latent_mean, self.latent_std)
         return z0.masked_fill(~mask[..., None], 0.0)
+
+    def prepare_training(self, train_loader, device) -> dict:
+        """Before a fresh training run (:func:`lsdkit.train.fit` calls it): the latent mean/std from
+        the first ``stats_batches`` training batches, estimated on the training ``device``."""
+        from itertools import islice
+        self.to(device)
+        train_loader.set_epoch(0)
+        stats = self.estimate_latent_stats(islice(train_loader, self.config.stats_batches))
+        if int(os.environ.get("RANK", "0")) == 0:
+            print(f"latent statistics from {stats['residues']} residues: mean |mu| {stats['mean_abs_mu']:.3g}, "
+                  f"mean std {stats['mean_std']:.3g}")
+        return stats
 
     @torch.no_grad()
     def estimate_latent_stats(self, batches) -> dict:
@@ -314,43 +319,3 @@ def denoiser_preset(preset: str) -> dict:
 
 
 register_kind("diffusion", DiffusionConfig, LatentDiffusion)
-
-
-# --- command line: `lsdkit train diffusion` ----------------------------------------------------------
-def add_commands(subparsers) -> None:
-    from lsdkit.train import add_train_arguments, train_group
-    p = train_group(subparsers).add_parser(
-        "diffusion", help="latent diffusion on a frozen autoencoder's (or MLM's) latents",
-        description="Train a denoiser on the latents of --latents (an autoencoder or mlm checkpoint).")
-    p.add_argument("--latents", required=True, help="autoencoder or mlm checkpoint (or run) directory")
-    p.add_argument("--prediction", default="v", choices=PREDICTIONS, help="network target (default v)")
-    p.add_argument("--schedule", default="cosine", choices=sorted(SCHEDULES), help="noise schedule (default cosine)")
-    add_train_arguments(p)
-    p.set_defaults(func=_train_diffusion)
-
-
-def _train_diffusion(args) -> int:
-    from lsdkit.train import latest_checkpoint, run_training, seed_everything
-    seed_everything(args.seed)
-    try:
-        model = LatentDiffusion.from_encoder(args.latents, preset=args.preset, prediction=args.prediction,
-                                             schedule=args.schedule)
-    except (CheckpointError, ValueError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    resumed = args.resume and latest_checkpoint(args.out) is not None   # restores the statistics
-    return run_training(model, args, prepare=None if resumed else _estimate_stats)
-
-
-def _estimate_stats(model: LatentDiffusion, train, cfg) -> None:
-    """Latent mean/std from the first ``stats_batches`` training batches, on the training device."""
-    from itertools import islice
-    if cfg.device == "auto":   # the Trainer's device rule: estimate where training will run
-        model.to(f"cuda:{int(os.environ.get('LOCAL_RANK', '0'))}" if torch.cuda.is_available() else "cpu")
-    else:
-        model.to(cfg.device)
-    train.set_epoch(0)
-    stats = model.estimate_latent_stats(islice(train, model.config.stats_batches))
-    if int(os.environ.get("RANK", "0")) == 0:
-        print(f"latent statistics from {stats['residues']} residues: mean |mu| {stats['mean_abs_mu']:.3g}, "
-              f"mean std {stats['mean_std']:.3g}")

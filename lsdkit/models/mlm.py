@@ -22,22 +22,17 @@ import torch.nn.functional as F
 from torch import nn
 
 from lsdkit.alphabet import ALPHABET, FIRST_RESIDUE, MASK
-from lsdkit.checkpoint import register_kind
-from lsdkit.models.blocks import TransformerStack, init_weights
+from lsdkit.checkpoint import Pretrained, register_kind
+from lsdkit.models.blocks import TransformerSize, init_weights
 
 N_STANDARD = 20
 
 
 @dataclass
-class MLMConfig:
+class MLMConfig(TransformerSize):
+    # d_model, n_heads, ffn_mult, dropout, positions, max_len: TransformerSize
     vocab_size: int = len(ALPHABET)
-    d_model: int = 256
     n_layers: int = 6
-    n_heads: int = 8
-    ffn_mult: int = 4
-    dropout: float = 0.0
-    positions: str = "rotary"
-    max_len: int = 512
     d_z: int = 32
     mask_rate: float = 0.15         # fraction of residues selected for prediction (ESM)
     mask_token_frac: float = 0.8    # of selected: replaced by <mask>
@@ -61,15 +56,14 @@ def mask_tokens(tokens, mask, rate=0.15, mask_frac=0.8, random_frac=0.1):
     return inputs, selected
 
 
-class MLM(nn.Module):
+class MLM(Pretrained, nn.Module):
     kind = "mlm"
 
     def __init__(self, config: MLMConfig):
         super().__init__()
         c = self.config = config
         self.embed = nn.Embedding(c.vocab_size, c.d_model)
-        self.stack = TransformerStack(c.d_model, c.n_layers, c.n_heads, c.ffn_mult, c.dropout,
-                                      c.positions, c.max_len)
+        self.stack = c.stack(c.n_layers)
         self.to_latent = nn.Linear(c.d_model, c.d_z)
         self.head = nn.Sequential(nn.Linear(c.d_z, c.d_model), nn.GELU(), nn.LayerNorm(c.d_model),
                                   nn.Linear(c.d_model, c.vocab_size))

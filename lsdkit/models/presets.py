@@ -26,7 +26,9 @@ SIZES: dict[str, dict] = {
 
 # CLI variant name -> bottleneck registry name
 VARIANTS = {"tn": "tn", "nm": "nm", "tnm": "tn+nm", "tn+nm": "tn+nm", "none": "none"}
-PAPER_NAMES = {"tn": "LSD-TN", "nm": "LSD-NM", "tn+nm": "LSD-TN-M", "none": "AE (no bottleneck)"}
+
+# the one table of encoder display names (the paper's), in the order tables and findings list them
+DISPLAY_NAMES = {"tn": "LSD-TN", "nm": "LSD-NM", "tnm": "LSD-TN-M", "mlm": "MLM"}
 
 
 def _size(preset: str) -> dict:
@@ -47,6 +49,15 @@ def mlm_config(preset: str = "small", **overrides) -> MLMConfig:
     s = _size(preset)
     s["n_layers"] = s.pop("n_enc_layers") + s.pop("n_dec_layers")
     return dataclasses.replace(MLMConfig(**s), **overrides)
+
+
+def build_encoder(name: str, preset: str = "small", **overrides):
+    """A fresh encoder of a study: ``tn`` | ``nm`` | ``tnm`` (autoencoders) or ``mlm``, at ``preset`` size.
+
+    Seed first (``lsdkit.train.seed_everything``) for reproducible initial weights."""
+    if name == "mlm":
+        return MLM(mlm_config(preset, **overrides))
+    return Autoencoder(autoencoder_config(preset, name, **overrides))
 
 
 def preset_table() -> list[dict]:

@@ -1,0 +1,53 @@
+"""``lsdkit embed``: representations of a FASTA/CSV file to one ``.npz`` (keys: ``lsdkit/embed.py``)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from lsdkit.cli.args import device_name, flag_error, layer_list, positive_int, unit_floats
+
+
+def add_commands(sub) -> None:
+    import argparse
+
+    from lsdkit import embed
+    p = sub.add_parser("embed", help="write latent / diffusion representations of sequences to .npz",
+                       description=embed.__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--checkpoint", required=True, help="autoencoder, mlm or diffusion checkpoint (or run dir)")
+    p.add_argument("--input", required=True, help="FASTA or CSV/TSV with a sequence column")
+    p.add_argument("--out", required=True, help="output .npz (written atomically)")
+    p.add_argument("--t", type=unit_floats, default=(), help="diffusion levels, comma separated, e.g. 0,0.1,0.5")
+    p.add_argument("--layer", type=layer_list, default=(-1,),
+                   help="denoiser layer(s): -1 (last, default), all, or 0,3,6")
+    p.add_argument("--per-residue", action="store_true", help="keep every residue instead of pooling")
+    p.add_argument("--k", type=positive_int, default=1, help="noise draws averaged per t > 0 (default 1)")
+    p.add_argument("--seed", type=int, default=0, help="noise seed (default 0)")
+    p.add_argument("--max-tokens", type=positive_int, default=16384, help="tokens per denoiser call")
+    p.add_argument("--max-len", type=positive_int, default=None,
+                   help="cut longer sequences (default: the model's max_len)")
+    p.add_argument("--cache", default=None, help="feature cache directory (re-runs load from it)")
+    p.add_argument("--device", type=device_name, default=None, help="auto | cpu | cuda (default: cuda when available)")
+    p.set_defaults(func=_cmd_embed)
+
+
+def _cmd_embed(args) -> int:
+    from lsdkit.embed import embed, read_sequences
+    from lsdkit.represent import LayerError
+    from lsdkit.io import atomic_save_npz
+    layers = args.layer if args.layer == "all" else list(args.layer)
+    ids, seqs = read_sequences(args.input)
+    try:
+        arrays = embed(args.checkpoint, ids, seqs, list(args.t), layers, args.per_residue, k=args.k, seed=args.seed,
+                       max_tokens=args.max_tokens, max_len=args.max_len, cache_dir=args.cache, device=args.device)
+    except LayerError as e:
+        raise flag_error("--layer", str(e)) from None
+    out = Path(args.out)
+    atomic_save_npz(out, arrays)
+    shapes = ", ".join(f"{k} {list(v.shape)}" for k, v in arrays.items() if k not in ("ids", "meta", "lengths"))
+    print(f"wrote {len(ids)} sequences to {out}: {shapes}")
+    cut = json.loads(str(arrays["meta"]))["cut_to_max_len"]
+    if cut:
+        print(f"note: {cut} sequence(s) longer than max_len were cut to their first residues "
+              "(see 'lengths'; raise --max-len to keep more)")
+    return 0

@@ -1,0 +1,105 @@
+"""``lsdkit reproduce``, ``lsdkit sweep``, ``lsdkit table``: the study, a checkpoint's t-sweep, the table."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from lsdkit.cli.args import flag_error, layer_list, names, positive_float, positive_int, unit_floats
+from lsdkit.cli.probe import task_names
+
+
+def add_commands(sub) -> None:
+    from lsdkit.schedules import DEFAULT_TS
+    from lsdkit.study import STUDY_PRESETS
+
+    p = sub.add_parser("reproduce", help="train, sweep, probe and tabulate the whole study (or run the notebooks)",
+                       description="Run the study in --out: train-or-load every latent space and its diffusion "
+                                   "model, sweep t, probe, write table.md and findings.md. With --notebooks, "
+                                   "execute the numbered notebooks with papermill instead.")
+    p.add_argument("--preset", default="tiny", choices=sorted(STUDY_PRESETS), help="study preset (default tiny)")
+    p.add_argument("--out", required=True, help="run directory (re-running continues where it stopped)")
+    p.add_argument("--data", default=None, help="data directory (default $LSDKIT_DATA; tiny uses the bundled sample)")
+    p.add_argument("--tasks", type=names(task_names, "task"), default=None,
+                   help="comma-separated task names (default: the preset's)")
+    p.add_argument("--encoder-steps", type=positive_int, default=None)
+    p.add_argument("--diffusion-steps", type=positive_int, default=None)
+    p.add_argument("--max-minutes", type=positive_float, default=None, help="wall-time cap per encoder")
+    p.add_argument("--jobs", type=positive_int, default=1,
+                   help="train and sweep up to N encoders in parallel processes (CPU threads split "
+                        "between them; logs in OUT/logs/)")
+    p.add_argument("--notebooks", action="store_true", help="execute notebooks/ with papermill into --out")
+    p.add_argument("--params", default="ci", choices=("ci", "full"), help="notebook parameter set")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=_cmd_reproduce)
+
+    s = sub.add_parser("sweep", help="probe a checkpoint's representations over t (tidy CSV)",
+                       description="Probe the latent and every (t, layer) of a checkpoint on tasks; the best "
+                                   "(t, layer) is chosen on validation and reported on test.")
+    s.add_argument("--checkpoint", required=True)
+    s.add_argument("--name", default=None, help="representation name in the table (default: checkpoint dir name)")
+    s.add_argument("--tasks", required=True, type=names(task_names, "task"), help="comma-separated task names")
+    s.add_argument("--t", type=unit_floats, default=DEFAULT_TS,
+                   help=f"levels t in [0, 1], comma separated (default {','.join(f'{t:g}' for t in DEFAULT_TS)})")
+    s.add_argument("--layers", type=layer_list, default="all", help="'all' or comma-separated layer indices")
+    s.add_argument("--data", default=None)
+    s.add_argument("--cache", default=None, help="representation cache directory")
+    s.add_argument("--out", required=True, help="tidy CSV to write")
+    s.set_defaults(func=_cmd_sweep)
+
+    t = sub.add_parser("table", help="the comparison table and the paper's findings from a study directory")
+    t.add_argument("--run", required=True, help="study directory holding sweep.csv (and baselines.csv)")
+    t.set_defaults(func=_cmd_table)
+
+
+def _cmd_reproduce(args) -> int:
+    from lsdkit.report import findings_markdown, to_markdown
+    from lsdkit.study import Study, study_config
+    if args.notebooks:
+        from lsdkit.cli.notebooks import run
+        return run(args.out, args.params)
+    overrides = {k: v for k, v in dict(encoder_steps=args.encoder_steps, diffusion_steps=args.diffusion_steps,
+                                       max_minutes=args.max_minutes, tasks=args.tasks).items() if v is not None}
+    study = Study(args.out, study_config(args.preset, **overrides), data_dir=args.data, progress=not args.no_progress)
+    table = study.run(jobs=args.jobs)
+    print(to_markdown(table))
+    print()
+    print(findings_markdown(study.findings()))
+    print(f"\nwritten: {study.run_dir / 'table.md'}, {study.run_dir / 'findings.md'}")
+    return 0
+
+
+def _cmd_sweep(args) -> int:
+    import pandas as pd
+
+    from lsdkit.represent import LayerError, Representer
+    from lsdkit.study import save_frame
+    from lsdkit.sweep import sweep_task
+    rep = Representer(args.checkpoint, cache_dir=args.cache)
+    layers = args.layers if args.layers == "all" else list(args.layers)
+    try:
+        rep.resolve_layers(layers)
+    except LayerError as e:
+        raise flag_error("--layers", str(e)) from None
+    name = args.name or Path(args.checkpoint).resolve().name
+    frames = [sweep_task(rep, task, name, ts=args.t, layers=layers, data=args.data) for task in args.tasks]
+    df = pd.concat(frames, ignore_index=True)
+    save_frame(Path(args.out), df)
+    best = df[(df["split"] == "test") & df["selected"]]
+    print(best[["representation", "task", "key", "metric", "value"]].to_string(index=False))
+    return 0
+
+
+def _cmd_table(args) -> int:
+    import pandas as pd
+
+    from lsdkit.report import comparison_table, findings_markdown, judge_findings, to_markdown, write_report
+    from lsdkit.study import load_frame
+    run = Path(args.run)
+    baselines = run / "baselines.csv"
+    table = comparison_table(load_frame(run / "sweep.csv"), pd.read_csv(baselines) if baselines.exists() else None)
+    findings = judge_findings(table)
+    write_report(run, table, findings)
+    print(to_markdown(table))
+    print()
+    print(findings_markdown(findings))
+    return 0

@@ -1,0 +1,66 @@
+"""``lsdkit train autoencoder|mlm|diffusion`` and ``lsdkit presets``: build a model, call :func:`lsdkit.train.fit`."""
+
+from __future__ import annotations
+
+from lsdkit.cli.args import add_group, add_train_arguments, flag_error, train_config_from_args
+
+
+def add_commands(sub) -> None:
+    from lsdkit.models.diffusion import PREDICTIONS
+    from lsdkit.schedules import SCHEDULES
+
+    targets = add_group(sub, "train", help="train a model (autoencoder, mlm, diffusion)",
+                        description="Train a model; each MODEL has its own options (--help).", metavar="MODEL")
+
+    ae = targets.add_parser("autoencoder", help="LSD autoencoder: --variant tn (LSD-TN), nm (LSD-NM), tnm (LSD-TN-M)")
+    ae.add_argument("--variant", default="tn", choices=["tn", "nm", "tnm"])
+    add_train_arguments(ae)
+    ae.set_defaults(func=_train_encoder)
+
+    mlm = targets.add_parser("mlm", help="masked language model baseline of the same size")
+    add_train_arguments(mlm)
+    mlm.set_defaults(func=_train_encoder, variant="mlm")
+
+    d = targets.add_parser("diffusion", help="latent diffusion on a frozen autoencoder's (or MLM's) latents",
+                           description="Train a denoiser on the latents of --latents (an autoencoder or mlm checkpoint).")
+    d.add_argument("--latents", required=True, help="autoencoder or mlm checkpoint (or run) directory")
+    d.add_argument("--prediction", default="v", choices=PREDICTIONS, help="network target (default v)")
+    d.add_argument("--schedule", default="cosine", choices=sorted(SCHEDULES), help="noise schedule (default cosine)")
+    add_train_arguments(d)
+    d.set_defaults(func=_train_diffusion)
+
+    pr = sub.add_parser("presets", help="print the model size presets with parameter counts")
+    pr.set_defaults(func=_presets)
+
+
+def _train_encoder(args) -> int:
+    from lsdkit.models.presets import build_encoder
+    from lsdkit.train import seed_everything
+    seed_everything(args.seed)      # the same initial weights on every rank and every rerun
+    return _fit(build_encoder(args.variant, args.preset), args)
+
+
+def _train_diffusion(args) -> int:
+    from lsdkit.models.diffusion import LatentDiffusion
+    from lsdkit.train import seed_everything
+    seed_everything(args.seed)
+    model = LatentDiffusion.from_encoder(args.latents, preset=args.preset, prediction=args.prediction,
+                                         schedule=args.schedule)
+    return _fit(model, args)
+
+
+def _fit(model, args) -> int:
+    from lsdkit.train import distributed_context, fit
+    if args.batch_tokens < model.config.max_len:
+        raise flag_error("--batch-tokens", f"{args.batch_tokens} is smaller than the model's max_len "
+                                           f"{model.config.max_len}: a full-length sequence would not fit a batch")
+    result = fit(model, args.data, train_config_from_args(args), args.out, resume=args.resume, limit=args.limit)
+    if distributed_context()[0] == 0:
+        print(result.summary(model.kind))
+    return 0
+
+
+def _presets(args) -> int:
+    from lsdkit.models.presets import format_preset_table
+    print(format_preset_table())
+    return 0
