@@ -108,9 +108,6 @@ def residue_frequencies(seqs) -> np.ndarray:
     return counts / total
 
 
-# the old name, still imported by lsdkit/viz/figures.py; remove once viz imports residue_frequencies
-composition = residue_frequencies
-
 
 def total_variation(p: np.ndarray, q: np.ndarray) -> float:
     """TV(p, q) = ½ Σ_a |p_a − q_a|  (0 = identical, 1 = disjoint)."""

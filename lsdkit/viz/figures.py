@@ -16,7 +16,8 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from lsdkit.alphabet import FIRST_RESIDUE, STANDARD as RESIDUES
+from lsdkit.alphabet import STANDARD as RESIDUES
+from lsdkit.sample import residue_frequencies
 
 # Physico-chemical classes of the 20 residues (the one place they are defined).
 AA_CLASSES: dict[str, str] = {
@@ -154,21 +155,6 @@ def scatter_panels(coords: Mapping[str, np.ndarray], labels: pd.DataFrame, color
 
 
 # --------------------------------------------------------------------------- other figures
-
-def residue_frequencies(sequences) -> np.ndarray:
-    """Frequencies [20] of the standard residues (``STANDARD`` order) in residue strings (a pair of
-    strings counts both), or in an integer array of alphabet tokens (e.g. a corpus's token buffer;
-    specials and X are not counted)."""
-    from lsdkit.sample import composition
-
-    if isinstance(sequences, np.ndarray) and np.issubdtype(sequences.dtype, np.integer):
-        counts = np.bincount(sequences.ravel(), minlength=FIRST_RESIDUE + len(RESIDUES))
-        counts = counts[FIRST_RESIDUE:FIRST_RESIDUE + len(RESIDUES)].astype(np.float64)
-        if counts.sum() == 0:
-            raise ValueError("residue_frequencies: no standard residue tokens")
-        return counts / counts.sum()
-    return composition(s for v in sequences for s in (v if isinstance(v, tuple) else (v,)))
-
 
 def composition_plot(sequences: Mapping[str, Iterable[str] | np.ndarray], title: str = "Residue composition") -> go.Figure:
     """Grouped bars of residue frequency (standard residues, grouped by class), one colour per
