@@ -177,6 +177,7 @@ def test_notebooks_dir_finds_the_installed_copy(wheel, tmp_path, monkeypatch):
 
     prefix = tmp_path / "prefix"
     done = subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "--no-index", "--no-compile", "-q",
+                           "--ignore-installed",              # never uninstall the environment's own lsdkit
                            "--prefix", str(prefix), str(wheel)], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr[-3000:]
     installed = prefix / SHARE
