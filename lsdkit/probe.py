@@ -12,6 +12,12 @@ train/valid data; :func:`evaluate` scores a fitted probe on test once and refuse
 
 Metrics (higher is better for all): accuracy, AUROC, Spearman ρ, and protein-centric Fmax — see
 :func:`fmax` for the exact definition.
+
+Uncertainty: :func:`evaluate` keeps the probe's test outputs item by item
+(:class:`Predictions`), so a test score can be recomputed on any resample of test proteins
+(:func:`item_metric`; intervals in :mod:`lsdkit.stats`). The linear probes are deterministic; the
+MLP probe is not, so :func:`run_probe` fits it with ``ProbeConfig.mlp_seeds`` seeds and
+:func:`result_rows` / :func:`markdown_table` report mean ± sd over them.
 """
 
 from __future__ import annotations
@@ -66,23 +72,38 @@ def fmax(y_true: np.ndarray, scores: np.ndarray, thresholds: np.ndarray | None =
     predicts the terms with score ≥ τ. Precision pr(τ) averages |P∩T|/|P| over the proteins with
     at least one prediction; recall rc(τ) averages |P∩T|/|T| over all proteins that have at least
     one true term. Fmax = max over τ (with ≥ 1 predicting protein) of 2·pr·rc / (pr + rc)."""
+    return fmax_from_counts(*fmax_counts(y_true, scores, thresholds))
+
+
+def fmax_counts(y_true: np.ndarray, scores: np.ndarray,
+                thresholds: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per protein: true positives ``[N, τ]`` and predicted terms ``[N, τ]`` at each threshold, and
+    true terms ``[N]`` - what :func:`fmax_from_counts` needs, so Fmax of any subset or resample of
+    proteins is the same function of the same rows."""
     y = np.asarray(y_true).astype(bool)
     s = np.asarray(scores, dtype=np.float64)
-    y, s = y[y.any(axis=1)], s[y.any(axis=1)]
     thresholds = np.round(np.arange(0, 101) / 100, 2) if thresholds is None else thresholds
-    n_true, best = y.sum(axis=1), 0.0
-    for tau in thresholds:
+    tp = np.empty((len(y), len(thresholds)), np.int64)
+    n_pred = np.empty_like(tp)
+    for j, tau in enumerate(thresholds):
         p = s >= tau
-        n_pred = p.sum(axis=1)
-        covered = n_pred > 0
-        if not covered.any():
-            continue
-        tp = (p & y).sum(axis=1)
-        pr = np.mean(tp[covered] / n_pred[covered])
-        rc = np.mean(tp / n_true)
-        if pr + rc > 0:
-            best = max(best, 2 * pr * rc / (pr + rc))
-    return float(best)
+        tp[:, j], n_pred[:, j] = (p & y).sum(axis=1), p.sum(axis=1)
+    return tp, n_pred, y.sum(axis=1)
+
+
+def fmax_from_counts(tp: np.ndarray, n_pred: np.ndarray, n_true: np.ndarray) -> float:
+    """:func:`fmax` from the per-protein counts of :func:`fmax_counts` (proteins without a true term
+    are left out)."""
+    keep = n_true > 0
+    tp, n_pred, n_true = tp[keep].astype(np.float64), n_pred[keep], n_true[keep]
+    covered = n_pred > 0
+    n_covered = covered.sum(axis=0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        pr = np.where(covered, tp / np.maximum(n_pred, 1), 0.0).sum(axis=0) / n_covered
+        rc = (tp / n_true[:, None]).mean(axis=0)
+        f = 2 * pr * rc / (pr + rc)
+    ok = (n_covered > 0) & (pr + rc > 0)
+    return float(f[ok].max()) if ok.any() else 0.0
 
 
 def score(metric: str, y: np.ndarray, out: dict[str, np.ndarray]) -> float:
@@ -98,6 +119,148 @@ def score(metric: str, y: np.ndarray, out: dict[str, np.ndarray]) -> float:
     raise ValueError(f"unknown metric {metric!r}")
 
 
+def item_metric(metric: str, y: np.ndarray, out: dict[str, np.ndarray]) -> tuple[Any, tuple[np.ndarray, ...]]:
+    """A metric as a function of per-item arrays: ``(fn, items)`` with ``fn(*items)`` equal to
+    :func:`score` and ``fn(*[a[idx] for a in items])`` its value on the test items ``idx`` (a
+    bootstrap resample). Accuracy: per-item correctness; AUROC: (labels, scores); Spearman:
+    (values, predictions); Fmax: the per-protein counts of :func:`fmax_counts`."""
+    if metric == "accuracy":
+        return np.mean, ((np.asarray(y) == np.asarray(out["pred"])).astype(np.float64),)
+    if metric == "auroc":
+        return auroc, (np.asarray(y), np.asarray(out["score"]))
+    if metric == "spearman":
+        return spearman, (np.asarray(y), np.asarray(out["pred"]))
+    if metric == "fmax":
+        return fmax_from_counts, fmax_counts(y, out["score"])
+    raise ValueError(f"unknown metric {metric!r}")
+
+
+# ---------------------------------------------------------------------------------------------
+# test predictions (for intervals on test scores)
+def _fold_mean(fn):
+    """``fn`` on each fold's items, averaged over folds (the number a CV task reports)."""
+    def per_fold(fold, *items):
+        return float(np.mean([fn(*(a[fold == f] for a in items)) for f in np.unique(fold)]))
+    return per_fold
+
+
+@dataclass(eq=False)
+class Predictions:
+    """A probe's outputs on the test items, item by item: what recomputing its metric on a
+    resample of test items needs (:mod:`lsdkit.stats`).
+
+    ``y``: labels (as :func:`~lsdkit.data.tasks.label_array`); ``pred`` / ``score``: the probe's
+    outputs (see :func:`score`); ``fold``: each item's CV fold (test items pooled over folds; the
+    metric is then the mean over folds and the bootstrap resamples within each fold); ``unit``: the
+    protein of each item where items are residues (the bootstrap resamples whole proteins).
+    """
+
+    y: np.ndarray
+    pred: np.ndarray | None = None
+    score: np.ndarray | None = None
+    fold: np.ndarray | None = None
+    unit: np.ndarray | None = None
+    _replicates: dict = field(default_factory=dict, init=False, repr=False)   # (metric, n, seed) -> replicates
+
+    FIELDS = ("y", "pred", "score", "fold", "unit")
+
+    def __len__(self) -> int:
+        return len(self.y)
+
+    def _outputs(self) -> dict[str, np.ndarray]:
+        return {k: v for k, v in (("pred", self.pred), ("score", self.score)) if v is not None}
+
+    def _bootstrap_items(self, metric: str):
+        fn, items = item_metric(metric, self.y, self._outputs())
+        if self.fold is None:
+            return fn, items
+        return _fold_mean(fn), (self.fold, *items)
+
+    def value(self, metric: str) -> float:
+        """The metric on all test items (the mean over folds for a CV task)."""
+        fn, items = self._bootstrap_items(metric)
+        return float(fn(*items))
+
+    def replicates(self, metric: str, n: int = 1000, seed: int = 0) -> np.ndarray:
+        """The metric on each of ``n`` bootstrap resamples of the test items (seeded; the same
+        resamples for every representation scored on the same items). Computed once."""
+        from lsdkit.stats import replicates
+
+        if (metric, n, seed) not in self._replicates:
+            fn, items = self._bootstrap_items(metric)
+            self._replicates[metric, n, seed] = replicates(fn, *items, n=n, seed=seed, strata=self.fold,
+                                                           units=self.unit)
+        return self._replicates[metric, n, seed]
+
+    def interval(self, metric: str, n: int = 1000, seed: int = 0, level: float = 0.95):
+        """The metric and its percentile bootstrap interval (:class:`lsdkit.stats.Interval`)."""
+        from lsdkit.stats import percentile_interval
+        return percentile_interval(self.value(metric), self.replicates(metric, n, seed), level)
+
+    def same_items(self, other: Predictions) -> bool:
+        """Whether ``other`` is scored on the same test items (labels, folds and units row by row)."""
+        def same(a, b):
+            return (a is None) == (b is None) and (a is None or np.array_equal(a, b))
+        return same(self.y, other.y) and same(self.fold, other.fold) and same(self.unit, other.unit)
+
+    def diff(self, other: Predictions, metric: str, n: int = 1000, seed: int = 0, level: float = 0.95):
+        """``metric(self) - metric(other)`` on the same test items, with its paired bootstrap interval
+        (both on the same resamples: :func:`lsdkit.stats.paired_bootstrap_diff`)."""
+        from lsdkit.stats import percentile_interval
+        if not self.same_items(other):
+            raise ValueError("paired bootstrap: the two predictions are not on the same test items")
+        return percentile_interval(self.value(metric) - other.value(metric),
+                                   self.replicates(metric, n, seed) - other.replicates(metric, n, seed), level)
+
+    @classmethod
+    def pool(cls, parts: list[Predictions], folds: list[int | None]) -> Predictions:
+        """The test items of several CV folds as one set (``fold`` marks each item's fold)."""
+        if len(parts) == 1 and folds[0] is None:
+            return parts[0]
+        offsets = np.cumsum([0, *[len(p) for p in parts[:-1]]])
+
+        def cat(name):
+            arrays = [getattr(p, name) for p in parts]
+            return None if arrays[0] is None else np.concatenate(arrays)
+        unit = None if parts[0].unit is None else np.concatenate([p.unit + o for p, o in zip(parts, offsets)])
+        fold = np.concatenate([np.full(len(p), -1 if f is None else f) for p, f in zip(parts, folds)])
+        return cls(y=cat("y"), pred=cat("pred"), score=cat("score"), fold=fold, unit=unit)
+
+
+def residue_units(data: TaskData) -> np.ndarray | None:
+    """For a per-residue task, the protein (index in the test split) of each scored test residue
+    (as :func:`task_arrays` orders them); None for per-protein tasks."""
+    if data.kind != "residue_multiclass":
+        return None
+    recs = data.splits["test"]
+    return np.concatenate([np.full(int((np.asarray(r.label) >= 0).sum()), i) for i, r in enumerate(recs)]
+                          or [np.zeros(0, np.int64)]).astype(np.int64)
+
+
+def save_predictions(path, predictions: dict[tuple[str, str, str], Predictions]):
+    """Test predictions keyed by ``(representation, task, key)`` as one ``.npz`` (atomic)."""
+    from lsdkit.io import atomic_save_npz
+
+    arrays = {}
+    for names, p in predictions.items():
+        if any("|" in str(x) for x in names):
+            raise ValueError(f"save_predictions: '|' in a name {names!r}")
+        for f in Predictions.FIELDS:
+            if getattr(p, f) is not None:
+                arrays["|".join([*map(str, names), f])] = np.asarray(getattr(p, f))
+    return atomic_save_npz(path, arrays)
+
+
+def load_predictions(path) -> dict[tuple[str, str, str], Predictions]:
+    """What :func:`save_predictions` wrote."""
+    fields: dict[tuple[str, str, str], dict[str, np.ndarray]] = {}
+    with np.load(path, allow_pickle=False) as z:
+        for name in z.files:
+            rep, task, key, f = name.rsplit("|", 3)
+            fields.setdefault((rep, task, key), {})[f] = z[name]
+    return {k: Predictions(**v) for k, v in fields.items()}
+
+
 # ---------------------------------------------------------------------------------------------
 # probes
 @dataclass
@@ -111,6 +274,8 @@ class ProbeConfig:
     mlp_hidden: tuple[int, ...] = (256,)
     max_iter: int = 1000
     seed: int = 0
+    mlp_seeds: int = 3                       # MLP: fitted with seeds seed, seed+1, ... (their spread is
+    # reported); the linear probes (lbfgs logistic, ridge, OneVsRestTerms) are deterministic: fitted once
     max_train_rows: int | None = None        # None: the task's documented cap (if any)
     max_valid_rows: int | None = None
     threads: int | None = 1                  # BLAS threads while fitting (None: library default).
@@ -138,6 +303,7 @@ class ProbeResult:
     fold: int | None = None
     seconds: float = 0.0
     model: Any = field(default=None, repr=False)
+    test_predictions: Predictions | None = field(default=None, repr=False)   # set by evaluate()
 
 
 class OneVsRestTerms(BaseEstimator):
@@ -286,7 +452,9 @@ def evaluate(result: ProbeResult, X_test: np.ndarray, y_test: np.ndarray) -> Pro
     with threadpool_limits(1):
         out = _outputs(result.model, result.kind, X_test)
     test = {m: score(m, y_test, out) for m in result.metrics}
-    return dataclasses.replace(result, test=test, n_rows={**result.n_rows, "test": len(X_test)})
+    return dataclasses.replace(result, test=test, n_rows={**result.n_rows, "test": len(X_test)},
+                               test_predictions=Predictions(y=np.asarray(y_test), pred=out.get("pred"),
+                                                            score=out.get("score")))
 
 
 def probe_task(features: dict[str, np.ndarray], labels: dict[str, np.ndarray],
@@ -372,37 +540,76 @@ def task_arrays(data: TaskData, featurizer: Featurizer, config: ProbeConfig | No
     return X, Y
 
 
+def probe_seeds(config: ProbeConfig | None = None) -> list[int]:
+    """The seeds a probe is fitted with: ``mlp_seeds`` of them for the (stochastic) MLP probe, one
+    for the deterministic linear probes."""
+    cfg = config or ProbeConfig()
+    return [cfg.seed + i for i in range(max(cfg.mlp_seeds, 1))] if cfg.model == "mlp" else [cfg.seed]
+
+
 def run_probe(task: str | TaskData, featurizer: Featurizer, config: ProbeConfig | None = None,
               data: str | None = None, t: float | None = None) -> list[ProbeResult]:
-    """Probe one task with one representation: one result per fold (one for fixed splits)."""
+    """Probe one task with one representation: one result per fold (one for fixed splits) and probe
+    seed (:func:`probe_seeds`; the seeds change the probe's initialisation only, not the data
+    subsample), fold-major. Each result carries its test predictions (residues of a per-residue
+    task marked with their protein)."""
     from lsdkit.data.tasks import load_task, task_folds
 
+    cfg = config or ProbeConfig()
     datas = [task] if isinstance(task, TaskData) else [load_task(task, data, fold) for fold in task_folds(task)]
     cache: dict[str, np.ndarray] = {}
     results = []
     for d in datas:
         started = time.perf_counter()
-        X, Y = task_arrays(d, featurizer, config, cache)
-        r = probe_task(X, Y, d, config)
-        results.append(dataclasses.replace(r, representation=featurizer.name, t=t, fold=d.fold,
-                                           seconds=time.perf_counter() - started))
+        X, Y = task_arrays(d, featurizer, cfg, cache)
+        for seed in probe_seeds(cfg):
+            r = probe_task(X, Y, d, dataclasses.replace(cfg, seed=seed))
+            preds = dataclasses.replace(r.test_predictions, unit=residue_units(d))
+            results.append(dataclasses.replace(r, representation=featurizer.name, t=t, fold=d.fold,
+                                               seconds=time.perf_counter() - started, test_predictions=preds))
+            started = time.perf_counter()
     return results
+
+
+def pooled_predictions(results: list[ProbeResult]) -> Predictions:
+    """The test predictions of :func:`run_probe`'s results as one set: folds pooled, the first probe
+    seed's (an interval is over test items; the seeds' spread is reported apart)."""
+    first = [r for r in results if r.seed == results[0].seed]
+    return Predictions.pool([r.test_predictions for r in first], [r.fold for r in first])
+
+
+def _spread(results: list[ProbeResult], split: str, metric: str) -> tuple[float, float | None, float | None, int]:
+    """Mean of ``metric`` on ``split`` over the results (folds x probe seeds), the sd over folds (of
+    each fold's mean over seeds; population sd) if there are several folds, the sd over probe seeds
+    (of each seed's mean over folds; sample sd) if some fold has several seeds, and the seed count."""
+    scored = [r for r in results if getattr(r, split) is not None]
+    by_fold: dict[Any, list[float]] = {}
+    by_seed: dict[int, list[float]] = {}
+    for r in scored:
+        by_fold.setdefault(r.fold, []).append(getattr(r, split)[metric])
+        by_seed.setdefault(r.seed, []).append(getattr(r, split)[metric])
+    n_seeds = max(len(v) for v in by_fold.values())
+    fold_sd = float(np.std([np.mean(v) for v in by_fold.values()])) if len(by_fold) > 1 else None
+    seed_sd = float(np.std([np.mean(v) for v in by_seed.values()], ddof=1)) if n_seeds > 1 else None
+    return float(np.mean([getattr(r, split)[metric] for r in scored])), fold_sd, seed_sd, n_seeds
 
 
 def result_rows(results: list[ProbeResult]) -> list[dict[str, Any]]:
     """Tidy rows (representation, task, t, split, metric, value, hyperparams, seed, protocol).
-    The folds of a cross-validated task become their mean plus a ``<metric>_sd`` row."""
+    Several results (the folds of a cross-validated task, the seeds of an MLP probe) become their
+    mean, plus a ``<metric>_sd`` row (sd over folds) and a ``<metric>_seed_sd`` row (sd over probe
+    seeds) where there are several."""
     r0 = results[0]
-    folds = len(results) > 1
-    hyper = ({"folds": [{k: v for k, v in r.hyperparams.items() if k != "grid"} for r in results],
-              "grid": r0.hyperparams["grid"]} if folds else r0.hyperparams)
+    hyper = ({"runs": [{"fold": r.fold, "seed": r.seed, **{k: v for k, v in r.hyperparams.items() if k != "grid"}}
+                       for r in results], "grid": r0.hyperparams["grid"]} if len(results) > 1 else r0.hyperparams)
     rows = []
     for split in ("valid", "test"):
         for m in r0.metrics:
-            vals = [getattr(r, split)[m] for r in results if getattr(r, split) is not None]
-            if not vals:
+            if all(getattr(r, split) is None for r in results):
                 continue
-            named = [(m, float(np.mean(vals)))] + ([(f"{m}_sd", float(np.std(vals)))] if folds else [])
+            mean, fold_sd, seed_sd, _ = _spread(results, split, m)
+            named = [(m, mean)] + ([(f"{m}_sd", fold_sd)] if fold_sd is not None else []) \
+                + ([(f"{m}_seed_sd", seed_sd)] if seed_sd is not None else [])
             for metric, value in named:
                 rows.append({"representation": r0.representation, "task": r0.task, "t": r0.t, "split": split,
                              "metric": metric, "value": value, "hyperparams": json.dumps(hyper, default=str),
@@ -411,7 +618,8 @@ def result_rows(results: list[ProbeResult]) -> list[dict[str, Any]]:
 
 
 def markdown_table(results_per_task: list[list[ProbeResult]]) -> str:
-    """One line per task: primary metric on valid and test (mean ± sd over folds), choices, sizes."""
+    """One line per task: primary metric on valid and test (mean ± sd over folds; ± sd over probe
+    seeds where the probe is stochastic), choices, sizes."""
     lines = ["| representation | task | protocol | metric | valid | test | chosen | n train/valid/test | s |",
              "|---|---|---|---|---|---|---|---|---|"]
     for results in results_per_task:
@@ -419,8 +627,9 @@ def markdown_table(results_per_task: list[list[ProbeResult]]) -> str:
         name = "alpha" if "alpha" in r0.hyperparams else "C"
 
         def fmt(split, m=r0.metric):
-            v = [getattr(r, split)[m] for r in results]
-            return f"{np.mean(v):.3f}" + (f" ± {np.std(v):.3f}" if len(v) > 1 else "")
+            mean, fold_sd, seed_sd, n_seeds = _spread(results, split, m)
+            return (f"{mean:.3f}" + (f" ± {fold_sd:.3f}" if fold_sd is not None else "")
+                    + (f" ± {seed_sd:.3f} ({n_seeds} seeds)" if seed_sd is not None else ""))
         chosen = ",".join(f"{r.hyperparams[name]:g}" for r in results)
         n = "/".join(str(results[0].n_rows[s]) for s in SPLITS)
         secs = sum(r.seconds for r in results)

@@ -6,9 +6,12 @@ A :class:`Study` owns one run directory::
       tn/ nm/ mlm/ [tnm/]            autoencoder / MLM training runs (metrics.jsonl, step_*/ checkpoints)
       diffusion_tn/ ...               a denoiser per latent space
       cache/                          representation cache (Representer), keyed by model, data, t
-      sweep.csv                       tidy: representation, task, key, t, layer, split, metric, value, ...
-      baselines.csv                   the same columns for composition / dipeptide / ... features
-      table.csv, table.md, findings.md
+      sweeps/                         one sweep per (encoder, task): <encoder>__<task>__<key>.csv, and .npz
+                                      with the test predictions of its chosen keys
+      sweep.csv, sweep.npz            tidy: representation, task, key, t, layer, split, metric, value, ...;
+                                      the test predictions behind its test rows (lsdkit.probe.Predictions)
+      baselines.csv, baselines.npz    the same for composition / dipeptide / ... features
+      table.csv, table.md, findings.md  test scores with bootstrap intervals; the findings (lsdkit.report)
 
 Every step is train-**or-load**: a model whose run finished is loaded, an interrupted one resumes
 (the Trainer's checkpoints), so ``lsdkit reproduce`` can be stopped and re-run at any point, and
@@ -62,6 +65,7 @@ class StudyConfig:
     max_train_rows: int | None = 3000          # probe training rows per task (seeded subsample)
     max_valid_rows: int | None = 1000
     seed: int = 0
+    precision: str = "auto"                    # training precision: auto | bf16 | fp32 (TrainConfig.precision)
 
 
 STUDY_PRESETS: dict[str, StudyConfig] = {
@@ -134,7 +138,7 @@ class Study:
         warmup = TrainConfig.warmup_steps if c.warmup_steps is None else c.warmup_steps
         return TrainConfig(max_steps=steps, max_minutes=minutes, warmup_steps=min(warmup, steps),
                            batch_tokens=c.batch_tokens, seed=c.seed, eval_every=every, ckpt_every=every,
-                           progress=self.progress)
+                           precision=c.precision, progress=self.progress)
 
     def _train(self, name: str, build, steps: int, minutes: float | None) -> Path:
         """Train-or-load ``name``: ``build()`` makes the fresh model (seeded), :func:`lsdkit.train.fit`
@@ -165,7 +169,9 @@ class Study:
         c = self.config
         self.autoencoder(name)
         latents = str(latest_checkpoint(self.checkpoint_path(name)))
-        ckpt = self._train(f"diffusion_{name}", lambda: LatentDiffusion.from_encoder(latents, preset=c.preset),
+        cache = self.cache_dir / "latents"       # encoder latents, encoded once (lsdkit.latents)
+        ckpt = self._train(f"diffusion_{name}",
+                           lambda: LatentDiffusion.from_encoder(latents, preset=c.preset).use_latent_cache(cache),
                            c.diffusion_steps, c.max_minutes if c.diffusion_minutes is None else c.diffusion_minutes)
         return load_model(ckpt)
 
@@ -247,55 +253,80 @@ class Study:
         (training them first if needed).
 
         Each (encoder, task) result is kept in ``sweeps/`` under a key of the checkpoint, the t grid,
-        the layers and the probe settings, so calling again (a notebook re-run) costs nothing.
+        the layers and the probe settings, with the test predictions of its chosen keys beside it
+        (``.npz``), so calling again (a notebook re-run) costs nothing. A cached sweep without its
+        predictions (a run of an older lsdkit) is recomputed.
         """
+        return self._sweep_encoder(name, tasks, ts)[0]
+
+    def _sweep_encoder(self, name: str, tasks, ts) -> tuple[pd.DataFrame, dict]:
+        from lsdkit.probe import load_predictions, save_predictions
         from lsdkit.sweep import sweep_task
         c = self.config
         ts = tuple(ts or c.ts)
         probe = self._probe_config()
-        frames, rep = [], None
+        # a sweep fits one probe per key: run_probe's number of MLP seeds is not part of its key
+        probe_key = {k: v for k, v in dataclasses.asdict(probe).items() if k != "mlp_seeds"}
+        frames, preds, rep = [], {}, None
         for task in tasks or c.tasks:
             if rep is None:
                 rep = self.representer(name)      # train-or-load before the checkpoint is named
             key = json.dumps([str(latest_checkpoint(self.checkpoint_path(f"diffusion_{name}"))), ts,
-                              c.layers, dataclasses.asdict(probe)], default=str)
+                              c.layers, probe_key], default=str)
             path = self.run_dir / "sweeps" / f"{name}__{task}__{hashlib.sha256(key.encode()).hexdigest()[:12]}.csv"
-            if path.exists():
+            if path.exists() and path.with_suffix(".npz").exists():
                 frames.append(pd.read_csv(path))
+                preds.update(load_predictions(path.with_suffix(".npz")))
                 continue
+            got = {}
             df = sweep_task(rep, task, ENCODERS[name], ts=ts, layers=c.layers, config=probe, data=self.data_dir,
-                            progress=self.progress)
+                            progress=self.progress, predictions=got)
+            got = {(ENCODERS[name], task, k): p for k, p in got.items()}
+            save_predictions(path.with_suffix(".npz"), got)
             save_frame(path, df)
             frames.append(df)
-        return pd.concat(frames, ignore_index=True)
+            preds.update(got)
+        return pd.concat(frames, ignore_index=True), preds
 
     def sweep(self, tasks: tuple[str, ...] | None = None, ts: tuple[float, ...] | None = None) -> pd.DataFrame:
-        """:meth:`sweep_encoder` for every encoder of the study, written to ``sweep.csv``."""
-        df = pd.concat([self.sweep_encoder(name, tasks, ts) for name in self.config.encoders], ignore_index=True)
+        """:meth:`sweep_encoder` for every encoder of the study, written to ``sweep.csv`` (and its
+        test predictions to ``sweep.npz``)."""
+        from lsdkit.probe import save_predictions
+        frames, preds = [], {}
+        for name in self.config.encoders:
+            df, p = self._sweep_encoder(name, tasks, ts)
+            frames.append(df)
+            preds.update(p)
+        df = pd.concat(frames, ignore_index=True)
+        save_predictions(self.run_dir / "sweep.npz", preds)
         save_frame(self.run_dir / "sweep.csv", df)
         return df
 
     def baselines(self, tasks: tuple[str, ...] | None = None) -> pd.DataFrame:
-        """The feature baselines on the same probes and tasks."""
+        """The feature baselines on the same probes and tasks (``baselines.csv``; their test
+        predictions in ``baselines.npz``)."""
         from lsdkit.baselines import get_featurizer
-        from lsdkit.probe import result_rows, run_probe
-        rows = []
+        from lsdkit.probe import pooled_predictions, result_rows, run_probe, save_predictions
+        from lsdkit.report import BASELINE_KEY
+        rows, preds = [], {}
         for b in self.config.baselines:
             feat = get_featurizer(b)
             for task in tasks or self.config.tasks:
-                rows += result_rows(run_probe(task, feat, self._probe_config(), data=self.data_dir))
+                results = run_probe(task, feat, self._probe_config(), data=self.data_dir)
+                rows += result_rows(results)
+                preds[results[0].representation, task, BASELINE_KEY] = pooled_predictions(results)
         df = pd.DataFrame(rows)
+        save_predictions(self.run_dir / "baselines.npz", preds)
         save_frame(self.run_dir / "baselines.csv", df)
         return df
 
     def table(self) -> pd.DataFrame:
-        """The paper-style table (rows: representations; columns: tasks; test scores)."""
-        from lsdkit.report import comparison_table
-        return comparison_table(load_frame(self.run_dir / "sweep.csv"), load_frame(self.run_dir / "baselines.csv"))
+        """The paper-style table (rows: representations; columns: tasks; test scores with intervals)."""
+        return tabulate(self.run_dir)[0]
 
     def findings(self):
-        from lsdkit.report import judge_findings
-        return judge_findings(self.table())
+        """The paper's findings judged on :meth:`table` (:func:`lsdkit.report.judge_findings`)."""
+        return tabulate(self.run_dir)[1]
 
     def run_parallel(self, jobs: int) -> None:
         """Train and sweep the encoders side by side: one worker process per encoder (at most
@@ -332,10 +363,9 @@ class Study:
         """The study's end: the feature baselines on ``tasks`` (default: the study's), the comparison
         table of the sweep and baselines, and the findings judged on it, written to ``table.csv``,
         ``table.md`` and ``findings.md``. Returns ``(table, findings)``. Needs :meth:`sweep` first."""
-        from lsdkit.report import judge_findings, write_report
+        from lsdkit.report import write_report
         self.baselines(tasks)
-        table = self.table()
-        findings = judge_findings(table)
+        table, findings = tabulate(self.run_dir)
         write_report(self.run_dir, table, findings)
         return table, findings
 
@@ -366,6 +396,24 @@ def _pipeline_worker(run_dir: str, config: dict, data_dir, threads: int, name: s
         finally:
             sys.stdout, sys.stderr = sys.__stdout__, sys.__stderr__
     return time.time() - t0
+
+
+def tabulate(run_dir: str | os.PathLike, baselines_required: bool = True):
+    """``(table, findings)`` of a study directory: :func:`lsdkit.report.comparison_table` of
+    ``sweep.csv`` and ``baselines.csv`` with intervals from their test predictions (``sweep.npz``,
+    ``baselines.npz``; without them, no intervals), and :func:`lsdkit.report.judge_findings` on it."""
+    from lsdkit.probe import load_predictions
+    from lsdkit.report import comparison_table, judge_findings, table_predictions
+    run_dir = Path(run_dir)
+    sweep = load_frame(run_dir / "sweep.csv")
+    path = run_dir / "baselines.csv"
+    baselines = load_frame(path) if baselines_required or path.exists() else None
+    preds = {}
+    for name in ("sweep.npz", "baselines.npz"):
+        if (run_dir / name).exists():
+            preds.update(load_predictions(run_dir / name))
+    table = comparison_table(sweep, baselines, preds)
+    return table, judge_findings(table, table_predictions(sweep, baselines, preds))
 
 
 def save_frame(path: Path, df: pd.DataFrame) -> None:

@@ -11,11 +11,13 @@ A sweep over a task and a :class:`~lsdkit.represent.Representer`:
    are never computed, so nothing can be tuned on them.
 
 The result is a tidy table: ``representation, task, key, t, layer, split, metric, value, selected,
-fold, hyperparams, seed, protocol`` (one row per metric).
+fold, hyperparams, seed, protocol`` (one row per metric); on request, the test predictions of the
+chosen keys too (item by item, for intervals: :class:`lsdkit.probe.Predictions`).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -25,7 +27,8 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from lsdkit.data.tasks import TaskData, load_task, task_folds
-from lsdkit.probe import ProbeConfig, ProbeResult, evaluate, fit_probe, select_on_valid, task_arrays
+from lsdkit.probe import (Predictions, ProbeConfig, ProbeResult, evaluate, fit_probe, residue_units,
+                          select_on_valid, task_arrays)
 from lsdkit.represent import Representer, feature_key
 from lsdkit.schedules import DEFAULT_TS
 
@@ -94,13 +97,16 @@ def sweep_keys(rep: Representer, ts: Iterable[float] = DEFAULT_TS,
 
 def sweep_task(rep: Representer, task: str | TaskData, representation: str, *, ts: Iterable[float] = DEFAULT_TS,
                layers: int | str | Iterable[int] = "all", config: ProbeConfig | None = None,
-               data=None, progress: bool = True) -> pd.DataFrame:
+               data=None, progress: bool = True, predictions: dict[str, Predictions] | None = None) -> pd.DataFrame:
     """Probe every key of ``rep`` on ``task``; the best diffusion key is chosen on validation.
 
     Cross-validated tasks (several folds) choose the key with the best mean validation score and
     report test as the mean over folds (one row per fold too). ``progress``: a tqdm bar (stderr, or
     a widget in a notebook) over each fold's probes, shown when they take more than a couple of
     seconds; the representation pass before them has its own (:class:`~lsdkit.represent.Representer`).
+    ``predictions``: a dict that receives, by key name, the test predictions of the keys scored on
+    test (the latent and the chosen diffusion key; folds pooled), what an interval on their test
+    score needs.
     """
     cfg = config or ProbeConfig()
     keys = sweep_keys(rep, ts, layers)
@@ -127,12 +133,15 @@ def sweep_task(rep: Representer, task: str | TaskData, representation: str, *, t
         for i, (d, X, Y, width) in enumerate(arrays):
             r = evaluate(by_key[k][i], key_columns(X["test"], wide.blocks[k], width, d.kind), Y["test"])
             by_key[k][i] = r
+        if predictions is not None:
+            parts = [dataclasses.replace(r.test_predictions, unit=residue_units(d))
+                     for r, (d, *_) in zip(by_key[k], arrays)]
+            predictions[k.name] = Predictions.pool(parts, [d.fold for d, *_ in arrays])
     return _rows(by_key, chosen, representation)
 
 
 def _mean_result(results: list[ProbeResult]) -> ProbeResult:
     """A stand-in result whose valid scores are the mean over folds (for selection only)."""
-    import dataclasses
     valid = {m: float(np.mean([r.valid[m] for r in results])) for m in results[0].valid}
     return dataclasses.replace(results[0], valid=valid, model=None)
 

@@ -1,9 +1,12 @@
-"""One model-agnostic Trainer (AdamW, warm-up + cosine, clipping, bf16 on CUDA, resume, DDP).
+"""One model-agnostic Trainer (AdamW, warm-up + cosine, clipping, bf16 autocast, resume, DDP).
 
 Model protocol: ``model.loss(batch) -> (loss, metrics: dict[str, float])``, optionally
 ``model.validation_metrics(batch) -> dict``, a ``model.config`` dataclass and a ``model.kind``
 string. Parameters with ``requires_grad=False`` are not trained (the diffusion model freezes its
-encoder). Loaders are any iterable of batch dicts (``make_loader`` from ``lsdkit.data.corpus`` or a
+encoder). :func:`fit` also honours two optional hooks: ``model.training_loaders(train, valid,
+config, run_dir) -> (train, valid)`` replaces the loaders the model trains on (the denoiser: batches
+of cached encoder latents, :mod:`lsdkit.latents`) and ``model.prepare_training(train_loader,
+device)`` runs before a fresh run (the denoiser: its latent statistics). Loaders are any iterable of batch dicts (``make_loader`` from ``lsdkit.data.corpus`` or a
 plain list); ``set_epoch(e)`` is called on the loader, its sampler/batch sampler and dataset
 where they have one, so the data order depends only on (seed, epoch).
 
@@ -16,6 +19,12 @@ one set per rank) and the thread count, then drops metric lines written after th
 a killed and resumed run reproduces the uninterrupted loss curve exactly (same thread count; with
 ``num_workers > 0`` only if the dataset's randomness depends on (seed, epoch, index) alone).
 Validation runs under its own fixed seed and leaves the training RNG streams untouched.
+
+Precision (``TrainConfig.precision``: auto | bf16 | fp32; :func:`lsdkit.device.resolve_precision`):
+``auto`` is bf16 autocast on CUDA and on a CPU with native bf16 (AMX-BF16 / AVX512-BF16), else fp32.
+Under bf16 only the forward pass runs in autocast (matmuls in bf16); master weights, gradients and
+AdamW state stay fp32 and the models compute their losses and metrics in fp32. Validation uses the
+same autocast. A resumed run continues identically at the same precision (the checkpoint records it).
 Seeding: the caller seeds before building the model (initial weights); the Trainer then seeds
 python/numpy/torch with ``seed + rank`` for the training streams (noise, masks, sampling).
 
@@ -45,7 +54,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from lsdkit.checkpoint import latest_checkpoint, load_trainer_state, load_weights, save_checkpoint
-from lsdkit.device import resolve_device
+from lsdkit.device import autocast, resolve_device, resolve_precision
 from lsdkit.errors import LsdkitError
 from lsdkit.io import atomic_write_text
 
@@ -71,7 +80,7 @@ class TrainConfig:
     ckpt_every: int = 1000
     keep_checkpoints: int | None = 3     # newest step directories kept (None: all)
     log_every: int = 10
-    amp: bool = True                     # bf16 autocast on CUDA (ignored on CPU)
+    precision: str = "auto"              # auto | bf16 | fp32 (auto: bf16 where the device computes it natively)
     num_workers: int = 0
     num_threads: int | None = None       # torch CPU threads; None keeps the current setting
     device: str = "auto"                 # auto | cpu | cuda | cuda:N
@@ -182,6 +191,12 @@ def _set_epoch(loader, epoch: int, skip: int = 0) -> int:
     return skip
 
 
+def _legacy_precision(train_config: dict, device: torch.device) -> str:
+    """The precision a checkpoint written before ``TrainConfig.precision`` trained in: its ``amp``
+    flag meant bf16 autocast on CUDA only."""
+    return "bf16" if train_config.get("amp", True) and device.type == "cuda" else "fp32"
+
+
 # --- the trainer ---------------------------------------------------------------------------------------
 class Trainer:
     def __init__(self, model: nn.Module, train_loader, val_loader=None, config: TrainConfig | None = None,
@@ -190,6 +205,7 @@ class Trainer:
         self.rank, self.world = distributed_context()
         self.is_main = self.rank == 0
         self.device = resolve_device(cfg.device)
+        self.precision = resolve_precision(cfg.precision, self.device)
         if cfg.num_threads:
             torch.set_num_threads(cfg.num_threads)
         self.model = model.to(self.device)
@@ -231,6 +247,10 @@ class Trainer:
             self._log(f"resume: setting torch threads to {state['num_threads']} as recorded "
                       f"(was {torch.get_num_threads()}) so the run continues identically")
             torch.set_num_threads(state["num_threads"])
+        saved = state.get("precision") or _legacy_precision(state.get("train_config") or {}, self.device)
+        if saved != self.precision:
+            self._log(f"resume: the checkpoint was trained in {saved}, this run uses {self.precision} "
+                      "(set precision to continue exactly)")
         if len(state["rng"]) == self.world:
             self._resume_rng = state["rng"][self.rank]
         else:
@@ -261,7 +281,7 @@ class Trainer:
         if self.is_main:
             state = {"optimizer": self.optimizer.state_dict(), "step": self.step, "epoch": self.epoch,
                      "batch_in_epoch": self.batch_in_epoch, "num_threads": torch.get_num_threads(),
-                     "world_size": self.world, "rng": rngs,
+                     "world_size": self.world, "rng": rngs, "precision": self.precision,
                      "train_config": json.loads(json.dumps(dataclasses.asdict(self.cfg)))}
             path = save_checkpoint(self.run_dir, self.step, self.model, state, keep=self.cfg.keep_checkpoints)
         if self.world > 1:
@@ -285,7 +305,7 @@ class Trainer:
         return {k: v.to(self.device, non_blocking=True) if torch.is_tensor(v) else v for k, v in batch.items()}
 
     def _autocast(self):
-        return torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.cfg.amp and self.device.type == "cuda")
+        return autocast(self.device, self.precision)
 
     def train_step(self, batch: dict) -> dict:
         lr = lr_at(self.step, self.cfg)
@@ -445,14 +465,18 @@ def fit(model: nn.Module, data=None, config: TrainConfig | None = None, run_dir:
     ``data``: a FASTA file, a data directory, None (configured data directory, else the bundled
     sample), or a ``(train_loader, valid_loader)`` pair. Seed before building the model for
     reproducible initial weights (``seed_everything``). A model with a
-    ``prepare_training(train_loader, device)`` method (the denoiser: its latent statistics) gets it
-    called before a fresh run; a resumed run restores what it prepared from the checkpoint.
+    ``training_loaders(train, valid, config, run_dir)`` method gets to replace the loaders (the
+    denoiser: batches of cached encoder latents, :mod:`lsdkit.latents`), fresh or resumed. A model
+    with a ``prepare_training(train_loader, device)`` method (the denoiser: its latent statistics)
+    gets it called before a fresh run; a resumed run restores what it prepared from the checkpoint.
     """
     cfg = config or TrainConfig()
     if isinstance(data, tuple):
         train, valid = data
     else:
         train, valid = corpus_loaders(data, model.config.max_len, cfg, limit=limit)
+    if hasattr(model, "training_loaders"):
+        train, valid = model.training_loaders(train, valid, cfg, run_dir)
     resuming = resume and latest_checkpoint(run_dir) is not None
     if hasattr(model, "prepare_training") and not resuming:
         model.prepare_training(train, resolve_device(cfg.device))

@@ -85,6 +85,52 @@ def test_token_norm_rare_type_uses_running_stats():
     assert torch.allclose(tn.running_var[9], torch.ones(2))
 
 
+def _index_add_stats(z, tokens, mask, V):
+    """TokenNorm's statistics as index_add computed them before (the reference)."""
+    w = mask.flatten().float()
+    t = tokens.flatten()
+    zf = z.flatten(0, 1)
+    counts = torch.zeros(V).index_add_(0, t, w)
+    mean = z.new_zeros(V, z.shape[-1]).index_add(0, t, zf * w[:, None]) / counts.clamp(min=1)[:, None]
+    dev = (zf - mean[t]) * w[:, None]
+    return counts, mean, z.new_zeros(V, z.shape[-1]).index_add(0, t, dev.pow(2)) / counts.clamp(min=1)[:, None]
+
+
+def test_token_norm_statistics_equal_index_add():
+    torch.manual_seed(0)
+    tokens = torch.randint(4, 24, (16, 300))
+    mask = torch.rand(16, 300) < 0.8
+    z = torch.randn(16, 300, 8) * 3 + tokens[..., None] * 0.5
+    got = TokenNorm(25, 8).batch_stats(z, tokens, mask)
+    for g, want in zip(got, _index_add_stats(z, tokens, mask, 25)):
+        assert torch.allclose(g, want, rtol=1e-5, atol=1e-5)
+    with torch.autocast("cpu", dtype=torch.bfloat16):           # fp32 under autocast too
+        assert all(g.dtype == torch.float32 for g in TokenNorm(25, 8).batch_stats(z, tokens, mask))
+
+
+def test_token_norm_training_is_reproducible_with_two_threads(fixture_fasta, tmp_path):
+    # index_add (and the scatter-add backward of a gather) made two identical 2-thread runs of
+    # `lsdkit train autoencoder --variant tn` differ in the last digits of kl / grad_norm
+    import json
+
+    from lsdkit.train import fit, seed_everything
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        curves = []
+        for run in range(2):
+            seed_everything(0)
+            cfg = TrainConfig(max_steps=3, warmup_steps=1, batch_tokens=4096, eval_every=3, ckpt_every=3,
+                              log_every=1, progress=False, num_threads=2)
+            fit(Autoencoder(autoencoder_config("tiny", "tn")), fixture_fasta, cfg, tmp_path / f"r{run}")
+            curves.append((tmp_path / f"r{run}" / "metrics.jsonl").read_text())
+    finally:
+        torch.set_num_threads(threads)
+    rows = [json.loads(ln) for ln in curves[0].splitlines()]
+    assert len(rows) == 4 and "kl" in rows[0] and "grad_norm" in rows[0]
+    assert curves[0] == curves[1]                          # every metric, every digit
+
+
 def test_noise_mask_corrupts_only_chosen_positions():
     torch.manual_seed(0)
     nm = NoiseMask(rate=0.3, sigma_min=0.5, sigma_max=1.0).train()

@@ -10,8 +10,9 @@ from sklearn.metrics import roc_auc_score
 
 from lsdkit.baselines import Composition
 from lsdkit.data.tasks import Record, TaskData, TaskSpec
-from lsdkit.probe import (OneVsRestTerms, ProbeConfig, accuracy, auroc, evaluate, fit_probe, fmax,
-                          markdown_table, pair_features, probe_task, result_rows, run_probe,
+from lsdkit.probe import (OneVsRestTerms, Predictions, ProbeConfig, accuracy, auroc, evaluate, fit_probe, fmax,
+                          item_metric, load_predictions, markdown_table, pair_features, pooled_predictions,
+                          probe_task, residue_units, result_rows, run_probe, save_predictions, score,
                           select_on_valid, spearman, task_arrays)
 
 # --- metrics ---------------------------------------------------------------------------------
@@ -45,6 +46,45 @@ def test_auroc_spearman_accuracy_known_answers():
     # ranks of pred: 1, 2, 3.5, 5, 3.5 -> rho = 8 / sqrt(10 * 9.5)
     assert spearman([1, 2, 3, 4, 5], [5, 6, 7, 8, 7]) == pytest.approx(8 / np.sqrt(95))
     assert accuracy([0, 1, 2, 2], [0, 1, 1, 2]) == 0.75
+
+
+@pytest.mark.parametrize("metric", ["accuracy", "auroc", "spearman", "fmax"])
+def test_item_metric_recomputes_the_score_on_any_resample(metric):
+    rng = np.random.default_rng(0)
+    n = 40
+    if metric == "fmax":
+        y, out = rng.random((n, 5)) < 0.3, {"score": rng.random((n, 5)).round(2)}
+    elif metric == "spearman":
+        y = rng.normal(size=n)
+        out = {"pred": y + rng.normal(size=n)}
+    else:
+        y = rng.integers(0, 2, n)
+        out = {"pred": rng.integers(0, 2, n), "score": rng.random(n)}
+    fn, items = item_metric(metric, y, out)
+    assert fn(*items) == pytest.approx(score(metric, y, out), abs=1e-12)
+    idx = rng.integers(0, n, n)                                   # a resample, with repeats
+    resampled = fn(*(a[idx] for a in items))
+    assert resampled == pytest.approx(score(metric, y[idx], {k: v[idx] for k, v in out.items()}), abs=1e-12)
+
+
+def test_predictions_pool_folds_round_trip_and_residue_units(tmp_path):
+    a = Predictions(y=np.array([0, 1, 1, 0]), pred=np.array([0, 1, 0, 0]))          # fold 0: 3/4
+    b = Predictions(y=np.array([1, 1]), pred=np.array([1, 1]))                      # fold 1: 2/2
+    pooled = Predictions.pool([a, b], [0, 1])
+    assert pooled.fold.tolist() == [0, 0, 0, 0, 1, 1]
+    assert pooled.value("accuracy") == pytest.approx((0.75 + 1.0) / 2)              # the mean over folds
+    reps = pooled.replicates("accuracy", n=50)
+    assert len(reps) == 50 and np.isin(reps * 8 - 4, np.arange(5)).all()         # (fold 0 + 1.0) / 2
+    save_predictions(tmp_path / "p.npz", {("LSD-TN", "toy", "t0.1_layer2"): pooled})
+    (key, back), = load_predictions(tmp_path / "p.npz").items()
+    assert key == ("LSD-TN", "toy", "t0.1_layer2") and back.same_items(pooled) and back.score is None
+    np.testing.assert_array_equal(back.pred, pooled.pred)
+    assert back.interval("accuracy") == pooled.interval("accuracy")
+    res = toy_task("residue_multiclass", [("ACDE", np.array([0, 1, -1, 2], np.int8)),
+                                          ("AC", np.array([-1, -1], np.int8)), ("AA", np.array([1, 1], np.int8))],
+                   ("H", "E", "C"))
+    assert residue_units(res).tolist() == [0, 0, 0, 2, 2]                            # the protein of each residue
+    assert residue_units(toy_task("binary", [("AC", 0)])) is None
 
 
 # --- every label kind on tiny data ------------------------------------------------------------
@@ -115,6 +155,52 @@ def test_mlp_probe_is_seeded():
     a, b = (probe_task(*split3(X, y), spec("multiclass", "accuracy"), cfg) for _ in range(2))
     assert a.test == b.test and a.hyperparams["probe"] == "mlp" and a.seed == 3
     assert a.test["accuracy"] > 0.9
+
+
+def test_linear_probes_are_deterministic_so_fitted_once():
+    """The probe seed does not change a linear probe (lbfgs logistic, ridge, OneVsRestTerms): one fit."""
+    X, y = blobs(200, 3)
+    rng = np.random.default_rng(0)
+    Yl = np.stack([X[:, 0] > 0, X[:, 1] > 0], 1)
+    noisy = X[:, 0] + rng.normal(size=200)
+    for kind, metric, labels in (("multiclass", "accuracy", y), ("regression", "spearman", noisy),
+                                 ("multilabel", "fmax", Yl)):
+        a, b = (probe_task(*split3(X, labels), spec(kind, metric), ProbeConfig(seed=s)) for s in (0, 7))
+        assert a.test == b.test and a.valid_curve == b.valid_curve
+    from lsdkit.probe import probe_seeds
+    assert probe_seeds(ProbeConfig(seed=4)) == [4] and probe_seeds(ProbeConfig(model="mlp", seed=4)) == [4, 5, 6]
+
+
+class ArrayFeaturizer:
+    """Features looked up by sequence (a stand-in for a representation)."""
+
+    name = "toyfeat"
+
+    def __init__(self, table):
+        self.table = table
+
+    def __call__(self, seqs):
+        return np.stack([self.table[s] for s in seqs])
+
+
+def test_mlp_probe_reports_the_spread_over_seeds():
+    X, y = blobs(240, 3, seed=2)
+    X = X + np.random.default_rng(3).normal(scale=3.0, size=X.shape)       # hard enough that seeds differ
+    seqs = [f"S{i}" for i in range(len(X))]
+    splits = {s: [Record(seqs[i], seqs[i], int(y[i])) for i in idx] for s, idx in
+              (("train", range(0, 120)), ("valid", range(120, 180)), ("test", range(180, 240)))}
+    task = TaskData(spec=spec("multiclass", "accuracy"), splits=splits, classes=("a", "b", "c"))
+    cfg = ProbeConfig(model="mlp", mlp_hidden=(16,), mlp_alpha_grid=(1e-2,), max_iter=300, seed=1)
+    results = run_probe(task, ArrayFeaturizer(dict(zip(seqs, X))), cfg)
+    assert [r.seed for r in results] == [1, 2, 3] and all(r.test_predictions is not None for r in results)
+    tests = [r.test["accuracy"] for r in results]
+    assert len(set(tests)) > 1                                          # the seeds do change the MLP
+    rows = {(r["split"], r["metric"]): r["value"] for r in result_rows(results)}
+    assert rows["test", "accuracy"] == pytest.approx(np.mean(tests))
+    assert rows["test", "accuracy_seed_sd"] == pytest.approx(np.std(tests, ddof=1))
+    assert ("test", "accuracy_sd") not in rows                          # one fold: no sd over folds
+    assert f"{np.mean(tests):.3f} ± {np.std(tests, ddof=1):.3f} (3 seeds)" in markdown_table([results])
+    np.testing.assert_array_equal(pooled_predictions(results).pred, results[0].test_predictions.pred)
 
 
 # --- nothing is tuned on test ----------------------------------------------------------------
@@ -244,7 +330,7 @@ def test_result_rows_and_cv_aggregation():
     assert list(rows[0]) == ["representation", "task", "t", "split", "metric", "value", "hyperparams", "seed", "protocol"]
     assert {(r["split"], r["metric"]) for r in rows} == {(s, m) for s in ("valid", "test")
                                                          for m in ("accuracy", "accuracy_sd", "auroc", "auroc_sd")}
-    assert len(json.loads(rows[0]["hyperparams"])["folds"]) == 2
+    assert [r["fold"] for r in json.loads(rows[0]["hyperparams"])["runs"]] == [0, 1]
     one = result_rows(results[:1])
     assert {r["metric"] for r in one} == {"accuracy", "auroc"}
     assert "| toy | toy_binary | toy | accuracy |" in markdown_table([results])

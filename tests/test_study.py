@@ -1,5 +1,6 @@
 """The study end to end on the bundled sample: train-or-load, sweep, table, findings, reruns."""
 
+import re
 from pathlib import Path
 
 import pandas as pd
@@ -24,7 +25,7 @@ def study(tmp_path_factory):
 
 def test_run_writes_table_and_findings(study):
     d = study.run_dir
-    for f in ("sweep.csv", "baselines.csv", "table.csv", "table.md", "findings.md"):
+    for f in ("sweep.csv", "sweep.npz", "baselines.csv", "baselines.npz", "table.csv", "table.md", "findings.md"):
         assert (d / f).is_file(), f
     table = pd.read_csv(d / "table.csv")
     assert set(table.row) == {"LSD-TN latent", "MLM embedding", "Diffusion on LSD-TN", "Diffusion on MLM",
@@ -33,18 +34,36 @@ def test_run_writes_table_and_findings(study):
     assert table.value.between(0, 1).all()
     diff = table[table.row.str.startswith("Diffusion")]
     assert diff.detail.str.match(r"t=0\.(1|6), layer \d").all()
+    # every test score has its bootstrap interval, in the CSV and in the Markdown
+    assert ((table.ci_low <= table.value) & (table.value <= table.ci_high)).all()
+    assert (table.ci_high - table.ci_low).between(0.001, 0.5).all()
+    cells = [c.strip() for line in (d / "table.md").read_text().splitlines()[2:8] for c in line.split("|")[2:-1]]
+    assert len(cells) == 6 and all(re.fullmatch(r"0\.\d{3} \[0\.\d{3}, 0\.\d{3}\]( \(t=.*\))?", c) for c in cells)
     md = (d / "findings.md").read_text()
-    assert md.count("\n") == 3 and "not tested" in md         # finding 3 needs LSD-NM
+    verdicts = re.findall(r"^\d\. \*\*(.+?)\*\*", md, flags=re.M)
+    assert len(verdicts) == 3 and verdicts[0] in ("partly tested", "contradicted")   # finding 1 needs LSD-NM
+    assert verdicts[2] == "not tested"                                                 # so does finding 3
 
 
 def test_rerun_loads_instead_of_training_and_reuses_the_sweep(study):
     before = {p: p.stat().st_mtime_ns for p in study.run_dir.rglob("*.safetensors")}
-    sweeps = sorted((study.run_dir / "sweeps").glob("*.csv"))
+    sweeps = sorted((study.run_dir / "sweeps").glob("*.csv")) + sorted((study.run_dir / "sweeps").glob("*.npz"))
     mtimes = [p.stat().st_mtime_ns for p in sweeps]
     df = study.sweep()
     assert {p: p.stat().st_mtime_ns for p in study.run_dir.rglob("*.safetensors")} == before
     assert [p.stat().st_mtime_ns for p in sweeps] == mtimes      # read back, not recomputed
     assert set(df.representation) == {"LSD-TN", "MLM"}
+
+
+def test_a_cached_sweep_without_predictions_is_recomputed(study):
+    """A run of an older lsdkit kept its sweeps without test predictions: that sweep is redone."""
+    (npz,) = (study.run_dir / "sweeps").glob("tn__*.npz")
+    csv = npz.with_suffix(".csv")
+    before, mtime = csv.read_text(), csv.stat().st_mtime_ns
+    npz.unlink()
+    study.sweep_encoder("tn")
+    assert npz.is_file() and csv.stat().st_mtime_ns != mtime
+    assert csv.read_text() == before                                # the same sweep, now with predictions
 
 
 def test_reconstruct_and_loss_by_t(study):

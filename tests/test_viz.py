@@ -184,6 +184,11 @@ def test_benchmark_bars():
     assert [a.text for a in fig.layout.annotations] == ["deeploc10 (accuracy)", "thermostability (spearman)"]
     assert list(fig.data[0].x) == ["MLM embedding", "Diffusion on LSD-NM"] and list(fig.data[0].y) == [0.5, 0.4]
     assert list(fig.data[0].customdata) == ["", "t=0.1, layer 2"]
+    assert fig.data[0].error_y.array is None                        # no interval columns: no error bars
+    table["ci_low"], table["ci_high"] = [0.45, 0.38, 0.2], [0.52, 0.47, 0.4]
+    err = viz.benchmark_bars(table).data[0].error_y
+    np.testing.assert_allclose(err.array, [0.02, 0.07])
+    np.testing.assert_allclose(err.arrayminus, [0.05, 0.02])
 
 
 def test_loss_curves_reads_trainer_metrics(tmp_path):
@@ -219,9 +224,10 @@ def test_line_by_t_and_tables():
     assert rec.identity[0] == 0.75 and rec.iloc[0, -1] == "ACkE"
     from types import SimpleNamespace
 
-    finding = SimpleNamespace(claim="c", reproduced=None, evidence="z")     # like lsdkit.report.Finding
-    fin = viz.findings_frame([("a", True, "x"), ("b", False, "y"), finding])
-    assert fin.reproduced.tolist() == ["yes", "no", "not tested"] and fin.finding.tolist() == ["a", "b", "c"]
+    finding = SimpleNamespace(claim="c", verdict="partly tested", evidence="z")     # like lsdkit.report.Finding
+    fin = viz.findings_frame([("a", "reproduced", "x"), ("b", "inconclusive", "y"), finding])
+    assert fin.verdict.tolist() == ["reproduced", "inconclusive", "partly tested"]
+    assert fin.finding.tolist() == ["a", "b", "c"]
 
 
 # ----------------------------------------------------------------------------- saving

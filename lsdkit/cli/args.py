@@ -108,6 +108,7 @@ def names(choices, noun: str = "name") -> Callable[[str], tuple[str, ...]]:
 # --- the options every training command shares ---------------------------------------------------------
 def add_train_arguments(p: argparse.ArgumentParser, default_preset: str = "small") -> None:
     """Data, run directory, budget, resume, seed: the options of every ``lsdkit train`` target."""
+    from lsdkit.device import PRECISIONS
     from lsdkit.models.presets import SIZES
     from lsdkit.train import TrainConfig
     d = TrainConfig()
@@ -130,6 +131,9 @@ def add_train_arguments(p: argparse.ArgumentParser, default_preset: str = "small
     p.add_argument("--num-workers", type=nonnegative_int, default=d.num_workers)
     p.add_argument("--threads", type=positive_int, default=None, help="torch CPU threads")
     p.add_argument("--device", type=device_name, default="auto", help="auto | cpu | cuda | cuda:N")
+    p.add_argument("--precision", default=d.precision, choices=PRECISIONS,
+                   help="bf16 autocast or fp32 (default auto: bf16 on CUDA and on CPUs with native bf16, "
+                        "e.g. AMX/AVX512-BF16; weights, optimizer and losses stay fp32)")
     p.add_argument("--no-progress", action="store_true")
 
 
@@ -140,4 +144,4 @@ def train_config_from_args(args):
                        max_minutes=args.max_minutes, seed=args.seed, batch_tokens=args.batch_tokens,
                        eval_every=args.eval_every, ckpt_every=args.ckpt_every, log_every=args.log_every,
                        num_workers=args.num_workers, num_threads=args.threads, device=args.device,
-                       progress=not args.no_progress)
+                       precision=args.precision, progress=not args.no_progress)

@@ -43,7 +43,8 @@ def add_commands(sub) -> None:
     s.add_argument("--layers", type=layer_list, default="all", help="'all' or comma-separated layer indices")
     s.add_argument("--data", default=None)
     s.add_argument("--cache", default=None, help="representation cache directory")
-    s.add_argument("--out", required=True, help="tidy CSV to write")
+    s.add_argument("--out", required=True, help="tidy CSV to write (the chosen keys' test predictions go "
+                                                "beside it, same name, .npz)")
     s.set_defaults(func=_cmd_sweep)
 
     t = sub.add_parser("table", help="the comparison table and the paper's findings from a study directory")
@@ -52,7 +53,6 @@ def add_commands(sub) -> None:
 
 
 def _cmd_reproduce(args) -> int:
-    from lsdkit.report import findings_markdown, to_markdown
     from lsdkit.study import Study, study_config
     if args.notebooks:
         from lsdkit.cli.notebooks import run
@@ -60,17 +60,17 @@ def _cmd_reproduce(args) -> int:
     overrides = {k: v for k, v in dict(encoder_steps=args.encoder_steps, diffusion_steps=args.diffusion_steps,
                                        max_minutes=args.max_minutes, tasks=args.tasks).items() if v is not None}
     study = Study(args.out, study_config(args.preset, **overrides), data_dir=args.data, progress=not args.no_progress)
-    table = study.run(jobs=args.jobs)
-    print(to_markdown(table))
-    print()
-    print(findings_markdown(study.findings()))
-    print(f"\nwritten: {study.run_dir / 'table.md'}, {study.run_dir / 'findings.md'}")
+    study.run(jobs=args.jobs)
+    for name in ("table.md", "findings.md"):
+        print((study.run_dir / name).read_text())
+    print(f"written: {study.run_dir / 'table.md'}, {study.run_dir / 'findings.md'}")
     return 0
 
 
 def _cmd_sweep(args) -> int:
     import pandas as pd
 
+    from lsdkit.probe import save_predictions
     from lsdkit.represent import LayerError, Representer
     from lsdkit.study import save_frame
     from lsdkit.sweep import sweep_task
@@ -81,8 +81,13 @@ def _cmd_sweep(args) -> int:
     except LayerError as e:
         raise flag_error("--layers", str(e)) from None
     name = args.name or Path(args.checkpoint).resolve().name
-    frames = [sweep_task(rep, task, name, ts=args.t, layers=layers, data=args.data) for task in args.tasks]
+    frames, preds = [], {}
+    for task in args.tasks:
+        got = {}
+        frames.append(sweep_task(rep, task, name, ts=args.t, layers=layers, data=args.data, predictions=got))
+        preds.update({(name, task, k): p for k, p in got.items()})
     df = pd.concat(frames, ignore_index=True)
+    save_predictions(Path(args.out).with_suffix(".npz"), preds)      # beside the CSV: for intervals
     save_frame(Path(args.out), df)
     best = df[(df["split"] == "test") & df["selected"]]
     print(best[["representation", "task", "key", "metric", "value"]].to_string(index=False))
@@ -90,14 +95,10 @@ def _cmd_sweep(args) -> int:
 
 
 def _cmd_table(args) -> int:
-    import pandas as pd
-
-    from lsdkit.report import comparison_table, findings_markdown, judge_findings, to_markdown, write_report
-    from lsdkit.study import load_frame
+    from lsdkit.report import findings_markdown, to_markdown, write_report
+    from lsdkit.study import tabulate
     run = Path(args.run)
-    baselines = run / "baselines.csv"
-    table = comparison_table(load_frame(run / "sweep.csv"), pd.read_csv(baselines) if baselines.exists() else None)
-    findings = judge_findings(table)
+    table, findings = tabulate(run, baselines_required=False)
     write_report(run, table, findings)
     print(to_markdown(table))
     print()

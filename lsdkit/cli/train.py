@@ -26,6 +26,12 @@ def add_commands(sub) -> None:
     d.add_argument("--latents", required=True, help="autoencoder or mlm checkpoint (or run) directory")
     d.add_argument("--prediction", default="v", choices=PREDICTIONS, help="network target (default v)")
     d.add_argument("--schedule", default="cosine", choices=sorted(SCHEDULES), help="noise schedule (default cosine)")
+    cache = d.add_mutually_exclusive_group()
+    cache.add_argument("--latent-cache", metavar="DIR", default=None,
+                       help="where the frozen encoder's latents are cached, encoded once per crop window and "
+                            "reused by every step, epoch and rerun (default: OUT/latent_cache)")
+    cache.add_argument("--no-latent-cache", action="store_true",
+                       help="run the encoder inside every training step instead")
     add_train_arguments(d)
     d.set_defaults(func=_train_diffusion)
 
@@ -46,6 +52,7 @@ def _train_diffusion(args) -> int:
     seed_everything(args.seed)
     model = LatentDiffusion.from_encoder(args.latents, preset=args.preset, prediction=args.prediction,
                                          schedule=args.schedule)
+    model.use_latent_cache(False if args.no_latent_cache else (args.latent_cache or True))
     return _fit(model, args)
 
 

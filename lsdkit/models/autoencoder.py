@@ -101,6 +101,12 @@ class TokenNorm(Bottleneck):
     running statistics (momentum, unbiased variance) at eval. After it, residues of every type
     have zero mean and unit variance per dimension. Under DDP the statistics are per rank
     (like BatchNorm without SyncBatchNorm).
+
+    Deterministic: the per-type sums and the per-residue look-ups are matmuls with the one-hot
+    type matrix H [N, V] (sums Hᵀz, look-up H·m), forward and backward, not ``index_add`` /
+    indexing, whose scatter-adds (forward, or the backward of a gather) made runs with 2 CPU
+    threads differ in the last digits. In fp32 (autocast off): a one-hot matmul picks values
+    exactly, and the sums equal ``index_add``'s up to float rounding.
     """
 
     def __init__(self, n_types, d_z, momentum=0.1, eps=1e-5, min_count=2):
@@ -109,32 +115,39 @@ class TokenNorm(Bottleneck):
         self.register_buffer("running_mean", torch.zeros(n_types, d_z))
         self.register_buffer("running_var", torch.ones(n_types, d_z))
 
-    def batch_stats(self, z, tokens, mask):
-        """Per-type (counts [V], mean [V, D], biased var [V, D]) over real residues."""
-        V, D = self.running_mean.shape
-        w = mask.flatten().to(z.dtype)
-        t = tokens.flatten()
-        zf = z.flatten(0, 1) * w[:, None]
-        counts = torch.zeros(V, dtype=z.dtype, device=z.device).index_add_(0, t, w)
-        mean = z.new_zeros(V, D).index_add(0, t, zf) / counts.clamp(min=1)[:, None]
-        dev = (z.flatten(0, 1) - mean[t]) * w[:, None]
-        var = z.new_zeros(V, D).index_add(0, t, dev.pow(2)) / counts.clamp(min=1)[:, None]
+    def one_hot(self, tokens, mask) -> torch.Tensor:
+        """H [N, V] (fp32): H[i, a] = 1 where residue i is real and of type a, else 0."""
+        hot = F.one_hot(tokens.flatten(), self.running_mean.shape[0]).float()
+        return hot * mask.flatten()[:, None].float()
+
+    def batch_stats(self, z, tokens, mask, hot=None):
+        """Per-type (counts [V], mean [V, D], biased var [V, D]) over real residues (fp32)."""
+        with torch.autocast(z.device.type, enabled=False):
+            hot = self.one_hot(tokens, mask) if hot is None else hot
+            zf = z.flatten(0, 1).float()
+            counts = hot.sum(0)
+            denom = counts.clamp(min=1)[:, None]
+            mean = (hot.t() @ zf) / denom
+            var = (hot.t() @ (zf - hot @ mean).pow(2)) / denom      # padding rows: zero in H
         return counts, mean, var
 
     def forward(self, z, tokens, mask):
         mean, var = self.running_mean, self.running_var
-        if self.training:
-            counts, b_mean, b_var = self.batch_stats(z.float(), tokens, mask)
-            use = (counts >= self.min_count)[:, None]
-            mean, var = torch.where(use, b_mean, mean), torch.where(use, b_var, var)
-            with torch.no_grad():
-                unbiased = b_var * (counts / (counts - 1).clamp(min=1))[:, None]
-                m = self.momentum
-                self.running_mean.copy_(torch.where(use, (1 - m) * self.running_mean + m * b_mean,
-                                                    self.running_mean))
-                self.running_var.copy_(torch.where(use, (1 - m) * self.running_var + m * unbiased,
-                                                   self.running_var))
-        out = (z - mean[tokens]) * torch.rsqrt(var[tokens] + self.eps)
+        with torch.autocast(z.device.type, enabled=False):
+            hot = self.one_hot(tokens, mask)
+            if self.training:
+                counts, b_mean, b_var = self.batch_stats(z, tokens, mask, hot)
+                use = (counts >= self.min_count)[:, None]
+                mean, var = torch.where(use, b_mean, mean), torch.where(use, b_var, var)
+                with torch.no_grad():
+                    unbiased = b_var * (counts / (counts - 1).clamp(min=1))[:, None]
+                    m = self.momentum
+                    self.running_mean.copy_(torch.where(use, (1 - m) * self.running_mean + m * b_mean,
+                                                        self.running_mean))
+                    self.running_var.copy_(torch.where(use, (1 - m) * self.running_var + m * unbiased,
+                                                       self.running_var))
+            B, L = tokens.shape
+            out = (z.float() - (hot @ mean).view(B, L, -1)) * (hot @ torch.rsqrt(var + self.eps)).view(B, L, -1)
         return out.masked_fill(~mask[..., None], 0.0)
 
 

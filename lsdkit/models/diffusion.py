@@ -15,6 +15,12 @@
   records where it came from and ``encoder_hash`` (:func:`weights_hash`) is verified on load.
   It never trains (``requires_grad=False``) and always runs in eval mode (no noise masking).
 
+* **Cached latents** (:mod:`lsdkit.latents`): a batch may carry the encoder's latents as
+  ``batch["latents"]`` (un-standardised, ``[B, L, d_z]``); the loss then standardises those and
+  never runs the encoder. :func:`lsdkit.train.fit` trains on such batches by default
+  (:meth:`LatentDiffusion.training_loaders`, cache under ``RUN/latent_cache``;
+  :meth:`LatentDiffusion.use_latent_cache` picks another directory or turns it off).
+
 Build one from an encoder checkpoint with :func:`LatentDiffusion.from_encoder`; the Trainer
 only sees ``loss(batch)`` / ``validation_metrics(batch)``.
 """
@@ -26,6 +32,7 @@ import hashlib
 import math
 import os
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import torch
 from torch import nn
@@ -80,9 +87,10 @@ def unstandardise(z0: torch.Tensor, mu: torch.Tensor, s: torch.Tensor) -> torch.
 
 
 def masked_mse(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """Mean of (pred − target)² over real residues (``mask``) and latent dimensions."""
-    w = mask[..., None].to(pred.dtype)
-    return ((pred - target).pow(2) * w).sum() / (w.sum() * pred.shape[-1]).clamp(min=1.0)
+    """Mean of (pred − target)² over real residues (``mask``) and latent dimensions, in fp32
+    (under bf16 autocast the network's output is bf16; the loss is not)."""
+    w = mask[..., None].float()
+    return ((pred.float() - target.float()).pow(2) * w).sum() / (w.sum() * pred.shape[-1]).clamp(min=1.0)
 
 
 def x0_prediction_loss(z0_hat: torch.Tensor, z0: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -153,6 +161,7 @@ class LatentDiffusion(Pretrained, nn.Module):
         self.register_buffer("latent_std", torch.ones(c.d_z))
         self.register_buffer("latent_count", torch.zeros((), dtype=torch.float64))  # residues seen
         self.register_load_state_dict_post_hook(_verify_encoder)
+        self.latent_cache: bool | str | os.PathLike = True   # where fit caches latents (not saved)
 
     @classmethod
     def from_encoder(cls, encoder: str | os.PathLike | nn.Module, preset: str | None = "small",
@@ -190,18 +199,34 @@ class LatentDiffusion(Pretrained, nn.Module):
         return bool(self.latent_count > 0)
 
     @torch.no_grad()
-    def encoder_latents(self, tokens, mask) -> torch.Tensor:
-        """The frozen encoder's latents z [B, L, d_z] (un-standardised, zero at padding)."""
-        return self.encoder.encode(tokens, mask).float()
+    def encoder_latents(self, tokens, mask, cached: torch.Tensor | None = None) -> torch.Tensor:
+        """The frozen encoder's latents z [B, L, d_z] (un-standardised, zero at padding); ``cached``
+        (a batch's ``"latents"``, :mod:`lsdkit.latents`) are returned instead of running it."""
+        return (self.encoder.encode(tokens, mask) if cached is None else cached).float()
 
     @torch.no_grad()
-    def clean_latents(self, tokens, mask) -> torch.Tensor:
-        """z₀ = standardise(encoder(tokens)), zero at padding."""
+    def clean_latents(self, tokens, mask, cached: torch.Tensor | None = None) -> torch.Tensor:
+        """z₀ = standardise(encoder(tokens)) (or of ``cached`` latents), zero at padding."""
         if not self.stats_ready:
             raise RuntimeError("latent statistics not estimated: call model.estimate_latent_stats(batches) "
                                "before training or sampling (`lsdkit train diffusion` does this)")
-        z0 = standardise(self.encoder_latents(tokens, mask), self.latent_mean, self.latent_std)
+        z0 = standardise(self.encoder_latents(tokens, mask, cached), self.latent_mean, self.latent_std)
         return z0.masked_fill(~mask[..., None], 0.0)
+
+    def use_latent_cache(self, where: bool | str | os.PathLike = True) -> LatentDiffusion:
+        """Where :func:`lsdkit.train.fit` caches the encoder's latents: True (default: the run
+        directory's ``latent_cache/``), a directory, or False (the encoder runs in every step)."""
+        self.latent_cache = where
+        return self
+
+    def training_loaders(self, train, valid, config, run_dir):
+        """:func:`lsdkit.train.fit`'s hook: the corpus loaders wrapped so that their batches carry
+        cached encoder latents (:func:`lsdkit.latents.cached_loaders`), unless the cache is off."""
+        if self.latent_cache is False:
+            return train, valid
+        from lsdkit.latents import cached_loaders
+        root = Path(run_dir) / "latent_cache" if self.latent_cache is True else Path(self.latent_cache)
+        return cached_loaders(self, train, valid, root, config)
 
     def prepare_training(self, train_loader, device) -> dict:
         """Before a fresh training run (:func:`lsdkit.train.fit` calls it): the latent mean/std from
@@ -223,7 +248,8 @@ class LatentDiffusion(Pretrained, nn.Module):
         s2 = torch.zeros_like(s1)
         for batch in batches:
             mask = batch["mask"].to(dev)
-            z = self.encoder_latents(batch["tokens"].to(dev), mask)[mask].double()
+            cached = batch["latents"].to(dev) if "latents" in batch else None
+            z = self.encoder_latents(batch["tokens"].to(dev), mask, cached)[mask].double()
             n, s1, s2 = n + z.shape[0], s1 + z.sum(0), s2 + z.pow(2).sum(0)
         if torch.distributed.is_available() and torch.distributed.is_initialized():
             packed = torch.cat([torch.tensor([n], dtype=torch.float64, device=dev), s1, s2])
@@ -269,7 +295,7 @@ class LatentDiffusion(Pretrained, nn.Module):
 
     def _diffusion_loss(self, batch, t: torch.Tensor):
         tokens, mask = batch["tokens"], batch["mask"]
-        z0 = self.clean_latents(tokens, mask)
+        z0 = self.clean_latents(tokens, mask, batch.get("latents"))
         eps = torch.randn_like(z0).masked_fill(~mask[..., None], 0.0)
         alpha, sigma = self.alpha_sigma(t)
         z_t = q_sample(z0, alpha, sigma, eps)

@@ -327,7 +327,8 @@ def sweep_plot(df: pd.DataFrame, *, split: str = "valid", metric: Mapping[str, s
 
 
 def benchmark_bars(table: pd.DataFrame, title: str = "Comparison (test split)", wrap: int = 3) -> go.Figure:
-    """The comparison table (long: row, task, metric, value[, detail]) as bars, one panel per task."""
+    """The comparison table (long: row, task, metric, value[, ci_low, ci_high, detail]) as bars, one
+    panel per task; the interval, where the table has one, as error bars."""
     tasks = list(dict.fromkeys(table["task"]))
     ncols = min(wrap, len(tasks))
     nrows = -(-len(tasks) // ncols)
@@ -339,8 +340,10 @@ def benchmark_bars(table: pd.DataFrame, title: str = "Comparison (test split)", 
     for k, task in enumerate(tasks):
         d = table[table["task"] == task].set_index("row").reindex([r for r in rows if r in set(table.loc[table["task"] == task, "row"])])
         detail = d["detail"].fillna("").astype(str) if "detail" in d.columns else pd.Series("", index=d.index)
+        error = (dict(type="data", symmetric=False, array=d["ci_high"] - d["value"],
+                      arrayminus=d["value"] - d["ci_low"]) if {"ci_low", "ci_high"} <= set(d.columns) else None)
         fig.add_trace(go.Bar(x=d.index, y=d["value"], marker_color=[cmap[r] for r in d.index], showlegend=False,
-                             customdata=detail, name=task,
+                             customdata=detail, name=task, error_y=error,
                              hovertemplate="%{x}: %{y:.4f} %{customdata}<extra>" + task + "</extra>"),
                       row=k // ncols + 1, col=k % ncols + 1)
     fig.update_xaxes(showticklabels=False)
@@ -361,14 +364,14 @@ def reconstruction_frame(ids: Sequence[str], originals: Sequence[str], decoded: 
 
 
 def findings_frame(findings: Iterable) -> pd.DataFrame:
-    """The paper's findings as a table: finding, reproduced (yes / no / not tested), evidence.
-    Each item is a ``(claim, reproduced, evidence)`` tuple or an object with those attributes."""
-    mark = {True: "yes", False: "no", None: "not tested"}
+    """The paper's findings as a table: finding, verdict (reproduced / contradicted / inconclusive /
+    partly tested / not tested: :func:`lsdkit.report.judge_findings`), evidence. Each item is a
+    ``(claim, verdict, evidence)`` tuple or an object with those attributes."""
     rows = []
     for f in findings:
-        claim, ok, evidence = (f.claim, f.reproduced, f.evidence) if hasattr(f, "claim") else f
-        rows.append({"finding": claim, "reproduced": mark[ok], "evidence": evidence})
-    return pd.DataFrame(rows, columns=["finding", "reproduced", "evidence"])
+        claim, verdict, evidence = (f.claim, f.verdict, f.evidence) if hasattr(f, "claim") else f
+        rows.append({"finding": claim, "verdict": verdict, "evidence": evidence})
+    return pd.DataFrame(rows, columns=["finding", "verdict", "evidence"])
 
 
 def sample_stats_frame(samples: Mapping[str, Sequence[str]], reference) -> pd.DataFrame:
