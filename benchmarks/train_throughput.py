@@ -49,7 +49,8 @@ PRECISIONS = ("fp32", "bf16")
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
 
 
-def matmul_flops_per_s(n: int = 2048, reps: int = 5, dtype: torch.dtype = torch.float32, clock=time.perf_counter) -> float:
+def matmul_flops_per_s(n: int = 2048, reps: int = 5, dtype: torch.dtype = torch.float32,
+                       clock=time.perf_counter) -> float:
     """Best-of-``reps`` dense matmul rate (FLOP/s) in ``dtype`` on the current threads."""
     a, b = torch.randn(n, n).to(dtype), torch.randn(n, n).to(dtype)
     torch.mm(a, b)                                  # warm-up
@@ -139,13 +140,14 @@ def main(argv=None) -> None:
         rate = flops / sec[prec]
         print(f"{prec}: dense matmul         {peak / 1e9:8.1f} GFLOP/s   (torch.mm {args.matmul_n}², median of "
               f"{args.steps}, interleaved with the steps)")
-        print(f"{prec}: training step        {sec[prec]:8.3f} s   ({T / sec[prec]:,.0f} tokens/s, median of {args.steps})")
+        print(f"{prec}: training step        {sec[prec]:8.3f} s   ({T / sec[prec]:,.0f} tokens/s, "
+              f"median of {args.steps})")
         print(f"{prec}: model FLOP rate      {rate / 1e9:8.1f} GFLOP/s")
         print(f"{prec}: utilisation          {rate / peak:8.3f}   (model / {prec} peak; per step: "
               + ", ".join(f"{flops / t / q:.2f}" for t, q in zip(times, peaks)) + ")")
     ratios = [f / b for f, b in zip(res["fp32"]["times"], res["bf16"]["times"])]
-    print(f"bf16/fp32 speed ratio      {sec['fp32'] / sec['bf16']:8.2f}   (fp32 step time / bf16 step time; goal >= 1.5; "
-          "per round: " + ", ".join(f"{r:.2f}" for r in ratios) + ")")
+    print(f"bf16/fp32 speed ratio      {sec['fp32'] / sec['bf16']:8.2f}   (fp32 step time / bf16 step time; "
+          "goal >= 1.5; per round: " + ", ".join(f"{r:.2f}" for r in ratios) + ")")
 
 
 if __name__ == "__main__":

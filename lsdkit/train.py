@@ -6,9 +6,10 @@ string. Parameters with ``requires_grad=False`` are not trained (the diffusion m
 encoder). :func:`fit` also honours two optional hooks: ``model.training_loaders(train, valid,
 config, run_dir) -> (train, valid)`` replaces the loaders the model trains on (the denoiser: batches
 of cached encoder latents, :mod:`lsdkit.latents`) and ``model.prepare_training(train_loader,
-device)`` runs before a fresh run (the denoiser: its latent statistics). Loaders are any iterable of batch dicts (``make_loader`` from ``lsdkit.data.corpus`` or a
-plain list); ``set_epoch(e)`` is called on the loader, its sampler/batch sampler and dataset
-where they have one, so the data order depends only on (seed, epoch).
+device)`` runs before a fresh run (the denoiser: its latent statistics). Loaders are any iterable
+of batch dicts (``make_loader`` from ``lsdkit.data.corpus`` or a plain list); ``set_epoch(e)`` is
+called on the loader, its sampler/batch sampler and dataset where they have one, so the data order
+depends only on (seed, epoch).
 
 Run directory: ``metrics.jsonl`` (one JSON object per line: ``split`` train/valid, ``step``, ...)
 and checkpoints ``step_NNNNNN/`` with a ``latest`` pointer (see ``lsdkit.checkpoint``).

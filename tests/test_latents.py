@@ -112,7 +112,8 @@ def test_cache_is_reused_and_invalidated_by_another_encoder(tmp_path):
     list(fresh)
     assert fresh.path != first.path and spy.calls > 0 and fresh.counters["encoded_windows"] == 64
     assert CachedLatentLoader(_loader(), model, tmp_path, "bf16").path != first.path
-    assert CachedLatentLoader(_loader(tokens=2048), model, tmp_path, "fp32").path == first.path   # batching is not content
+    # batching is not content: the same windows under another token budget share the store
+    assert CachedLatentLoader(_loader(tokens=2048), model, tmp_path, "fp32").path == first.path
     assert CachedLatentLoader(_loader("fixed"), model, tmp_path, "fp32").path != first.path
     spec = json.loads((fresh.path / "spec.json").read_text())
     assert spec["encoder_hash"] != json.loads((first.path / "spec.json").read_text())["encoder_hash"]

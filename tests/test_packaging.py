@@ -128,7 +128,8 @@ def test_results_keep_each_number_beside_its_command():
         heading = section.splitlines()[0]
         slugs.add(re.sub(r"[^\w\- ]", "", heading.lower()).replace(" ", "-"))
         assert "|---|" in section, f"RESULTS.md section {heading!r} has no table"
-        assert re.search(r"(^|`)lsdkit \w+", section, re.M), f"RESULTS.md section {heading!r} names no command"
+        command = r"(^|`)(lsdkit \w+|python benchmarks/\w+\.py)"       # the kit's commands and its benchmarks
+        assert re.search(command, section, re.M), f"RESULTS.md section {heading!r} names no command"
     readme = (ROOT / "README.md").read_text()
     anchors = re.findall(r"\(RESULTS\.md#([\w-]+)\)", readme)
     assert anchors and set(anchors) <= slugs

@@ -88,10 +88,10 @@ def attention_mask(mask: torch.Tensor) -> torch.Tensor:
 def attention_dtype(x: torch.Tensor) -> torch.dtype:
     """The dtype attention computes in: ``x``'s, except fp32 under CPU autocast.
 
-    Measured on a 2-core AMX-BF16 CPU (torch 2.13, head_dim 32, L = 256): PyTorch's CPU flash
-    attention takes 1.3x longer forward + backward in bf16 than in fp32, and the small preset's
-    bf16 training step is 1.8x faster than fp32 with attention in fp32 vs 1.55x with it in bf16
-    (the tiny preset's: 1.2x vs 0.6x). On CUDA, bf16 attention is the fast path and is kept.
+    Measured on a 2-core AMX-BF16 CPU, one thread (torch 2.13, head_dim 32, L = 256): PyTorch's
+    CPU flash attention takes 1.3x longer forward + backward in bf16 than in fp32, and the small
+    preset's bf16 training step is 1.8-2.0x faster than fp32 with attention in fp32 vs 1.55x with
+    it in bf16 (the tiny preset's: 1.2x vs 0.6x). On CUDA, bf16 attention is the fast path and is kept.
     """
     if x.device.type == "cpu" and torch.is_autocast_enabled("cpu"):
         return torch.float32
