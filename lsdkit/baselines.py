@@ -18,7 +18,14 @@ name                      pooled (D)          per residue
                           fixed length L
                           (padded/truncated)
 ``unirep``                1900: h_avg         1900: hidden state after each residue
+``near``                  256: mean over      256: NEAR's output (:mod:`lsdkit.pretrained`)
+                          residues
+``esm2:PATH[@LAYER]``     D: mean over real   D: layer LAYER (default last) of ESM-2 from
+                          residues            weights on disk (:mod:`lsdkit.pretrained`)
 ========================= =================== =============================================
+
+``near``, ``esm2:PATH`` and (with ``cache_dir``) ``unirep`` cache their features on disk per
+sequence set (``cache_dir``, default ``$LSDKIT_CACHE/features``).
 
 Composition and dipeptide frequencies count the 20 standard residues only (pairs touching X are
 skipped); a sequence without any gives zeros. ``onehot`` with mean pooling *is* the composition
@@ -282,10 +289,23 @@ class UniRep:
 
 
 FEATURIZERS = ("composition", "dipeptide", "onehot", "onehot-flat", "unirep")
+PRETRAINED = ("near", "esm2:PATH")        # pretrained models (lsdkit.pretrained); esm2 takes a path
+
+
+def is_featurizer(name: str) -> bool:
+    """Whether :func:`get_featurizer` knows ``name`` (a baseline, ``near`` or ``esm2:PATH[@LAYER]``)."""
+    from lsdkit.pretrained import is_spec
+    return name in FEATURIZERS or is_spec(name)
 
 
 def get_featurizer(name: str, *, flat_length: int | None = None, **kwargs):
-    """A baseline featurizer by name (``onehot-flat`` needs ``flat_length``)."""
+    """A baseline featurizer by name (``onehot-flat`` needs ``flat_length``); ``near`` and
+    ``esm2:PATH[@LAYER]`` are pretrained models (:class:`lsdkit.pretrained.PretrainedFeaturizer`,
+    keyword ``cache_dir``: default ``$LSDKIT_CACHE/features``, None: no disk cache)."""
+    from lsdkit import pretrained
+    if pretrained.is_spec(name):
+        kwargs.setdefault("cache_dir", pretrained.default_cache_dir())
+        return pretrained.PretrainedFeaturizer(name, **kwargs)
     if name == "composition":
         return Composition(**kwargs)
     if name == "dipeptide":
@@ -297,5 +317,10 @@ def get_featurizer(name: str, *, flat_length: int | None = None, **kwargs):
             raise ValueError("onehot-flat needs a fixed sequence length (tasks with one: GB1, GFP)")
         return OneHot(flat_length=flat_length, name="onehot-flat")
     if name == "unirep":
-        return UniRep(**kwargs)
-    raise ValueError(f"unknown baseline {name!r}; one of {', '.join(FEATURIZERS)}")
+        cache_dir = kwargs.pop("cache_dir", None)
+        model = UniRep(**kwargs)
+        if cache_dir is None:
+            return model
+        from lsdkit.io import sha256_file
+        return pretrained.CachedFeaturizer(model, sha256_file(model.path), cache_dir)
+    raise ValueError(f"unknown baseline {name!r}; one of {', '.join(FEATURIZERS + PRETRAINED)}")

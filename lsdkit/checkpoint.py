@@ -41,7 +41,7 @@ from safetensors.torch import load_file, save_file
 from lsdkit import __version__
 from lsdkit.alphabet import ALPHABET
 from lsdkit.errors import LsdkitError
-from lsdkit.io import atomic_directory, atomic_write_text, sha256_file
+from lsdkit.io import atomic_directory, atomic_write_text, remove_leftovers, sha256_file
 
 FORMAT = 1
 LATEST = "latest"
@@ -187,12 +187,12 @@ def step_dir_name(step: int) -> str:
 
 
 def save_checkpoint(run_dir: str | os.PathLike, step: int, model: torch.nn.Module,
-                    trainer_state: dict, keep: int | None = None) -> Path:
+                    trainer_state: dict, keep: int | None = None, protect: tuple[int, ...] = ()) -> Path:
     """Write ``run_dir/step_NNNNNN/`` (model + trainer state) atomically and point ``latest`` at it.
 
     ``trainer_state`` is any nested dict of tensors / JSON values (e.g. ``{"optimizer":
     opt.state_dict(), "step": ..., "rng": ...}``). ``keep`` (if given) deletes all but the newest
-    ``keep`` step directories.
+    ``keep`` step directories, except those of the steps in ``protect`` (learning-curve milestones).
     """
     run_dir = Path(run_dir)
     final = run_dir / step_dir_name(step)
@@ -206,11 +206,20 @@ def save_checkpoint(run_dir: str | os.PathLike, step: int, model: torch.nn.Modul
         _write_json(stage / "config.json", meta)
     atomic_write_text(run_dir / LATEST, final.name + "\n")
     if keep is not None:
-        steps = sorted(p for p in run_dir.glob("step_*") if p.is_dir())
+        kept = {step_dir_name(s) for s in protect}
+        steps = sorted(p for p in run_dir.glob("step_*") if p.is_dir() and p.name not in kept)
         for old in steps[:-keep]:
             if old != final:
                 shutil.rmtree(old, ignore_errors=True)
     return final
+
+
+def remove_stale_staging(run_dir: str | os.PathLike) -> list[Path]:
+    """Remove the staging directories (``.step_NNNNNN.<random>.tmp``), moved-aside old checkpoints
+    (``.step_NNNNNN.<random>.old``) and temporary ``latest`` / ``metrics.jsonl`` files that a killed
+    checkpoint write left in ``run_dir``. The trainer calls it when a run starts (no other writer
+    is active then). Returns what was removed."""
+    return remove_leftovers(run_dir, ("step_*", LATEST, "metrics.jsonl"))
 
 
 # --- loading ---------------------------------------------------------------------------------------

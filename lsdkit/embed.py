@@ -6,7 +6,7 @@ Keys of the output (all rows in input order):
 
 ==========================  ================================================================
 ``ids``                     [N] record ids (str)
-``lengths``                 [N] residues used per sequence (after ``--max-len``)
+``lengths``                 [N] residues per sequence (all; at most ``--max-len`` with ``--long truncate``)
 ``latent``                  [N, d_z] the encoder latent, mean-pooled over real residues
 ``t{t}_layer{l}``           [N, d_model] denoiser hidden layer l at level t, pooled (diffusion
                             checkpoints; t written with ``%g``: ``t0.1_layer3``, ``t0_layer6``)
@@ -30,8 +30,7 @@ import numpy as np
 from lsdkit.alphabet import ALPHABET, SequenceError
 from lsdkit.errors import LsdkitError
 
-ID_COLUMNS = ("id", "name", "accession", "entry")
-SEQ_COLUMNS = ("sequence", "seq")
+from lsdkit.data.tables import ID_COLUMNS, SEQ_COLUMNS  # noqa: E402  (the names the kit recognises)
 
 
 class InputError(LsdkitError, ValueError):
@@ -103,8 +102,9 @@ def embed(checkpoint: str, ids: list[str], seqs: list[str], ts: list[float], lay
     if per_residue:
         out["offsets"] = np.concatenate([[0], np.cumsum(feats["lengths"])]).astype(np.int64)
     meta = {"checkpoint": str(checkpoint), "kind": rep.kind, "t": ts, "layers": layer_list, "k": rep.k,
-            "seed": rep.seed, "max_len": rep.max_len, "pooling": "none" if per_residue else "masked_mean",
-            "keys": keys, "padding_fraction": rep.padding_fraction,
-            "cut_to_max_len": int(sum(n > rep.max_len for n in map(len, seqs)))}
+            "seed": rep.seed, "max_len": rep.max_len, "long": rep.long,
+            "pooling": "none" if per_residue else "masked_mean", "keys": keys, "padding_fraction": rep.padding_fraction,
+            "windowed": int(sum(n > rep.max_len for n in map(len, seqs))) if rep.long == "window" else 0,
+            "cut_to_max_len": int(sum(n > rep.max_len for n in map(len, seqs))) if rep.long == "truncate" else 0}
     out["meta"] = np.array(json.dumps(meta))
     return out

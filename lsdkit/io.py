@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import IO
 
 __all__ = ["atomic_open", "atomic_write_bytes", "atomic_write_text", "atomic_save_npz",
-           "atomic_directory", "sha256_file"]
+           "atomic_directory", "remove_leftovers", "sha256_file"]
 
 _MODES = ("w", "wt", "wb")
 
@@ -138,6 +138,34 @@ def atomic_directory(path: str | os.PathLike) -> Iterator[Path]:
             shutil.rmtree(old, ignore_errors=True)
         else:
             old.unlink(missing_ok=True)
+
+
+def remove_leftovers(folder: str | os.PathLike, names: tuple[str, ...] | None = None) -> list[Path]:
+    """Remove what killed atomic writes left in ``folder``: the temporaries ``.<name>.<random>.tmp``
+    (files or directories) and the moved-aside ``.<name>.<random>.old`` of :func:`atomic_directory`.
+
+    ``names``: only leftovers of these target names, each a glob pattern (e.g. ``"step_*"``);
+    default any. Call it only where no other process is writing into ``folder``. Returns what was
+    removed.
+    """
+    import fnmatch
+    import re
+
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    leftover = re.compile(r"^\.(?P<name>.+)\.[^.]+\.(tmp|old)$")
+    removed = []
+    for entry in sorted(folder.iterdir()):
+        m = leftover.match(entry.name)
+        if not m or (names is not None and not any(fnmatch.fnmatchcase(m["name"], n) for n in names)):
+            continue
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry, ignore_errors=True)
+        else:
+            entry.unlink(missing_ok=True)
+        removed.append(entry)
+    return removed
 
 
 def sha256_file(path: str | os.PathLike) -> str:

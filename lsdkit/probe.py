@@ -66,6 +66,76 @@ def spearman(y: np.ndarray, pred: np.ndarray) -> float:
     return float(spearmanr(y, pred).statistic)
 
 
+def _labels(y: np.ndarray, pred: np.ndarray) -> np.ndarray:
+    return np.union1d(np.unique(np.asarray(y)), np.unique(np.asarray(pred)))
+
+
+def macro_f1(y: np.ndarray, pred: np.ndarray) -> float:
+    """Unweighted mean over classes (those in ``y`` or ``pred``) of F1 = 2·TP / (2·TP + FP + FN)."""
+    y, pred = np.asarray(y), np.asarray(pred)
+    f1 = [2 * np.sum((y == c) & (pred == c)) / max(np.sum(y == c) + np.sum(pred == c), 1) for c in _labels(y, pred)]
+    return float(np.mean(f1)) if f1 else float("nan")
+
+
+def balanced_accuracy(y: np.ndarray, pred: np.ndarray) -> float:
+    """Mean over the classes present in ``y`` of their recall."""
+    y, pred = np.asarray(y), np.asarray(pred)
+    recalls = [np.mean(pred[y == c] == c) for c in np.unique(y)]
+    return float(np.mean(recalls)) if recalls else float("nan")
+
+
+def mcc(y: np.ndarray, pred: np.ndarray) -> float:
+    """Matthews correlation coefficient (multiclass: Gorodkin's R_K, as sklearn); 0 when undefined."""
+    y, pred = np.asarray(y), np.asarray(pred)
+    labels = _labels(y, pred)
+    yi, pi = np.searchsorted(labels, y), np.searchsorted(labels, pred)
+    cm = np.zeros((len(labels), len(labels)), np.float64)
+    np.add.at(cm, (yi, pi), 1)
+    t, p, c, n = cm.sum(axis=1), cm.sum(axis=0), np.trace(cm), cm.sum()
+    denom = np.sqrt((n * n - p @ p) * (n * n - t @ t))
+    return float((c * n - t @ p) / denom) if denom > 0 else 0.0
+
+
+def auprc(y: np.ndarray, score: np.ndarray) -> float:
+    """Area under the precision-recall curve as average precision: Σ_k (R_k − R_{k−1}) P_k over
+    the distinct score thresholds (as sklearn's ``average_precision_score``); NaN without positives."""
+    y, s = np.asarray(y).astype(bool), np.asarray(score, np.float64)
+    if y.sum() == 0:
+        return float("nan")
+    order = np.argsort(-s, kind="mergesort")
+    y, s = y[order], s[order]
+    last = np.r_[np.flatnonzero(np.diff(s)), len(s) - 1]        # the end of each run of tied scores
+    tp = np.cumsum(y)[last]
+    precision, recall = tp / (last + 1), tp / y.sum()
+    return float(np.sum(np.diff(np.r_[0.0, recall]) * precision))
+
+
+def class_report(y: np.ndarray, pred: np.ndarray, classes: tuple[str, ...] | None = None) -> list[dict[str, Any]]:
+    """Per class: precision, recall, F1 and support (true items) of a classification's predictions."""
+    y, pred = np.asarray(y), np.asarray(pred)
+    out = []
+    for c in (range(len(classes)) if classes else _labels(y, pred)):
+        tp, n_true, n_pred = np.sum((y == c) & (pred == c)), np.sum(y == c), np.sum(pred == c)
+        out.append({"class": classes[c] if classes else c, "precision": tp / n_pred if n_pred else float("nan"),
+                    "recall": tp / n_true if n_true else float("nan"),
+                    "f1": 2 * tp / (n_true + n_pred) if n_true + n_pred else float("nan"), "support": int(n_true)})
+    return out
+
+
+# metrics of predicted labels (pred) and of a positive-class score; which ones a task kind can have
+LABEL_METRICS = {"accuracy": accuracy, "macro_f1": macro_f1, "balanced_accuracy": balanced_accuracy, "mcc": mcc}
+SCORE_METRICS = {"auroc": auroc, "auprc": auprc}
+CLASSIFICATION_METRICS = ("macro_f1", "balanced_accuracy", "mcc")
+
+
+def applicable_metrics(kind: str, n_classes: int) -> tuple[str, ...]:
+    """The optional metrics a task of this kind can report (besides its primary one)."""
+    if kind in ("multiclass", "residue_multiclass", "binary", "pair_binary"):
+        return CLASSIFICATION_METRICS + (("auroc", "auprc") if n_classes == 2 or kind in ("binary", "pair_binary")
+                                         else ())
+    return ()
+
+
 def fmax(y_true: np.ndarray, scores: np.ndarray, thresholds: np.ndarray | None = None) -> float:
     """Protein-centric maximum F-measure (CAFA; Radivojac et al. 2013; as in DeepFRI and SaProt
     after its April-2024 fix). For each threshold τ (default 0.00, 0.01, …, 1.00), protein i
@@ -108,10 +178,10 @@ def fmax_from_counts(tp: np.ndarray, n_pred: np.ndarray, n_true: np.ndarray) -> 
 
 def score(metric: str, y: np.ndarray, out: dict[str, np.ndarray]) -> float:
     """One metric from a probe's outputs ``{"pred": ..., "score": ...}``."""
-    if metric == "accuracy":
-        return accuracy(y, out["pred"])
-    if metric == "auroc":
-        return auroc(y, out["score"])
+    if metric in LABEL_METRICS:
+        return LABEL_METRICS[metric](y, out["pred"])
+    if metric in SCORE_METRICS:
+        return SCORE_METRICS[metric](y, out["score"])
     if metric == "spearman":
         return spearman(y, out["pred"])
     if metric == "fmax":
@@ -126,8 +196,10 @@ def item_metric(metric: str, y: np.ndarray, out: dict[str, np.ndarray]) -> tuple
     (values, predictions); Fmax: the per-protein counts of :func:`fmax_counts`."""
     if metric == "accuracy":
         return np.mean, ((np.asarray(y) == np.asarray(out["pred"])).astype(np.float64),)
-    if metric == "auroc":
-        return auroc, (np.asarray(y), np.asarray(out["score"]))
+    if metric in LABEL_METRICS:
+        return LABEL_METRICS[metric], (np.asarray(y), np.asarray(out["pred"]))
+    if metric in SCORE_METRICS:
+        return SCORE_METRICS[metric], (np.asarray(y), np.asarray(out["score"]))
     if metric == "spearman":
         return spearman, (np.asarray(y), np.asarray(out["pred"]))
     if metric == "fmax":
@@ -278,6 +350,8 @@ class ProbeConfig:
     # reported); the linear probes (lbfgs logistic, ridge, OneVsRestTerms) are deterministic: fitted once
     max_train_rows: int | None = None        # None: the task's documented cap (if any)
     max_valid_rows: int | None = None
+    extra_metrics: tuple[str, ...] = ()      # reported beside the task's own, where the kind has them
+    # (applicable_metrics: macro_f1, balanced_accuracy, mcc; auroc, auprc for two classes)
     threads: int | None = 1                  # BLAS threads while fitting (None: library default).
     # Probe matrices are small; on a shared or oversubscribed CPU, multithreaded BLAS in tight
     # L-BFGS loops was measured 10x slower than one thread (2-core machine, load 9).
@@ -412,7 +486,9 @@ def _fit_probe(X_train, y_train, X_valid, y_valid, task, cfg: ProbeConfig) -> Pr
 
     spec = task.spec if isinstance(task, TaskData) else task
     kind, metric = spec.kind, spec.metric
-    metrics = (metric, *[m for m in spec.extra_metrics if m != metric])
+    n_classes = len(task.classes or ()) if isinstance(task, TaskData) else 0
+    usable = applicable_metrics(kind, n_classes)
+    metrics = tuple(dict.fromkeys((metric, *spec.extra_metrics, *[m for m in cfg.extra_metrics if m in usable])))
     started = time.perf_counter()
     scaler = StandardScaler().fit(X_train)
     Xt, Xv = scaler.transform(X_train), scaler.transform(X_valid)
@@ -576,6 +652,46 @@ def pooled_predictions(results: list[ProbeResult]) -> Predictions:
     seed's (an interval is over test items; the seeds' spread is reported apart)."""
     first = [r for r in results if r.seed == results[0].seed]
     return Predictions.pool([r.test_predictions for r in first], [r.fold for r in first])
+
+
+def prediction_rows(data: TaskData, result: ProbeResult) -> list[dict[str, Any]]:
+    """Per-record test predictions of one probe result (``data``: the task, or fold, it was fitted on):
+    representation, task, fold, seed, id, [position (per-residue, 1-based)], label, prediction
+    [, score: P(second class) for two classes; multilabel: top_score, prediction = terms with
+    probability >= 0.5]. Class indices are written as class names."""
+    p = result.test_predictions
+    if p is None:
+        raise ValueError(f"{result.task}: the probe was not scored on test; no predictions")
+    classes = data.classes
+
+    def name(v):
+        return classes[int(v)] if classes else float(v)
+
+    base = {"representation": result.representation, "task": data.name, "fold": data.fold, "seed": result.seed}
+    rows, recs = [], data.splits["test"]
+    if data.kind == "residue_multiclass":
+        k = 0
+        for r in recs:
+            for pos in np.flatnonzero(np.asarray(r.label) >= 0):
+                row = {**base, "id": r.id, "position": int(pos) + 1, "label": name(p.y[k]), "prediction": name(p.pred[k])}
+                if p.score is not None:
+                    row["score"] = float(p.score[k])
+                rows.append(row)
+                k += 1
+    elif data.kind == "multilabel":
+        for i, r in enumerate(recs):
+            rows.append({**base, "id": r.id, "label": ";".join(classes[j] for j in np.flatnonzero(p.y[i])),
+                         "prediction": ";".join(classes[j] for j in np.flatnonzero(p.score[i] >= 0.5)),
+                         "top_score": float(p.score[i].max()) if p.score.shape[1] else float("nan")})
+    else:
+        for i, r in enumerate(recs):
+            row = {**base, "id": r.id, "label": name(p.y[i]), "prediction": name(p.pred[i])}
+            if p.score is not None:
+                row["score"] = float(p.score[i])
+            rows.append(row)
+    if len(rows) != len(p):
+        raise ValueError(f"{result.task}: {len(p)} test predictions for {len(rows)} test items (another fold?)")
+    return rows
 
 
 def _spread(results: list[ProbeResult], split: str, metric: str) -> tuple[float, float | None, float | None, int]:

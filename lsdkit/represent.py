@@ -4,7 +4,10 @@ One API for every model kind (:class:`Representer`):
 
 * ``"latent"`` - the encoder's per-residue latent z (autoencoder latent, or the MLM's d_z
   embedding; for a diffusion checkpoint, its frozen encoder's latent), **mean-pooled over real
-  residues only** (:func:`masked_mean`; padding never enters a pooled vector).
+  residues only** (:func:`masked_mean`; padding never enters a pooled vector). A sequence longer
+  than the model's window is covered by overlapping windows (:func:`windows`), each residue's
+  features from the window where it is most central; its pooled vector is the mean over all its
+  residues (``long="truncate"`` cuts it instead).
 * ``"t{t}_layer{l}"`` (diffusion checkpoints) - the **representation at level t**: standardised
   latents z₀ are noised, z_t = α_t z₀ + σ_t ε, the denoiser runs at t and hidden layer ``l``
   (0 = input projection, i = output of block i; :class:`~lsdkit.models.diffusion.Denoiser`) is
@@ -32,6 +35,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import sys
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -43,14 +47,15 @@ from tqdm.auto import tqdm
 from lsdkit.alphabet import ALPHABET
 from lsdkit.checkpoint import config_to_dict, load_model, resolve
 from lsdkit.data.batching import TokenBudgetBatchSampler, collate
-from lsdkit.device import resolve_device
+from lsdkit.device import autocast, resolve_device, resolve_precision
 from lsdkit.errors import ArgumentError
 from lsdkit.io import atomic_save_npz
 from lsdkit.models.diffusion import standardise, weights_hash
 from lsdkit.schedules import DEFAULT_TS, q_sample
 
 LATENT = "latent"
-KINDS = ("autoencoder", "mlm", "diffusion")
+LONG_MODES = ("window", "truncate")
+KINDS = ("autoencoder", "mlm", "diffusion", "pretrained")   # pretrained: lsdkit.pretrained (NEAR, ESM-2)
 CACHE_VERSION = 1
 
 
@@ -59,6 +64,20 @@ def masked_mean(h: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """Mean of ``h [B, L, D]`` over the real residues of each row: Σ_i m_i h_i / Σ_i m_i."""
     m = mask[..., None].to(h.dtype)
     return (h * m).sum(1) / m.sum(1).clamp(min=1.0)
+
+
+def windows(length: int, width: int) -> list[tuple[int, int, int]]:
+    """The windows covering a sequence of ``length`` residues: ``(start, a, b)`` with the window
+    ``[start, start + width)`` owning its residues ``[a, b)`` (window coordinates). One window when
+    ``length <= width``; else stride ``width // 2`` with the last window aligned to the end, and each
+    residue owned by the window whose centre is nearest (the cut between two windows is the midpoint
+    of their centres, which lies inside both), so every residue is owned exactly once."""
+    if length <= width:
+        return [(0, 0, length)]
+    stride = max(1, width // 2)
+    starts = list(range(0, length - width, stride)) + [length - width]
+    cuts = [0] + [(s0 + s1 + width) // 2 for s0, s1 in zip(starts, starts[1:])] + [length]
+    return [(s0, cuts[k] - s0, cuts[k + 1] - s0) for k, s0 in enumerate(starts)]
 
 
 def feature_key(t: float | None, layer: int | None = None) -> str:
@@ -101,23 +120,37 @@ class LayerError(ArgumentError):
     """A denoiser layer index that the model does not have."""
 
 
+class MaxLenError(ArgumentError):
+    """A ``max_len`` below 1 or beyond the length the model was trained on."""
+
+
 class Representer:
     """Features of sequences from a checkpoint (path) or model of kind autoencoder | mlm | diffusion.
 
     ``t``/``layer``: what :meth:`featurize` returns. ``k``: noise draws averaged per t > 0.
     ``max_tokens``: token slots (batch × padded length) per denoiser call; ``t_stack``: t values
     stacked per call (default all), encoder batches get ``max_tokens / t_stack`` slots.
-    ``max_len``: longer sequences are cut to their first ``max_len`` residues (default: the
-    model's ``max_len``, as ESM's extract truncates); ``lengths`` in the output say so.
+    ``max_len``: the window (default: the model's ``max_len``). ``long``: what happens to a longer
+    sequence. ``"window"`` (default): it is covered by overlapping windows of ``max_len`` (stride
+    ``max_len // 2``, the last one aligned to its end, :func:`windows`), each residue's features are
+    taken from the window where it is most central, and the pooled vector is the mean over all its
+    residues, each counted once; a line on stderr says how many sequences were windowed.
+    ``"truncate"``: it is cut to its first ``max_len`` residues (as ESM's extract does); ``lengths``
+    in the output say so.
     ``progress``: a tqdm bar over the batches of a pass (stderr, or a widget in a notebook), shown
-    when the pass takes more than a couple of seconds.
+    when the pass takes more than a couple of seconds. ``precision`` (fp32 | bf16 | auto,
+    :func:`lsdkit.device.resolve_precision`): bf16 runs the networks under bf16 autocast (pooling
+    and the noise stay fp32); it is part of the cache key.
     """
 
     def __init__(self, model, *, t: float | None = None, layer: int | str = -1, k: int = 1, seed: int = 0,
                  max_tokens: int = 16384, t_stack: int | None = None, max_len: int | None = None,
                  cache_dir: str | os.PathLike | None = None, device: str | torch.device | None = None,
-                 progress: bool = True):
+                 progress: bool = True, precision: str = "fp32", long: str = "window"):
         self.source = None
+        if long not in LONG_MODES:
+            raise ArgumentError(f"long={long!r}: expected one of {', '.join(LONG_MODES)}")
+        self.long = long
         if isinstance(model, (str, os.PathLike)):
             self.source = str(resolve(model))
             model = load_model(model)
@@ -128,13 +161,18 @@ class Representer:
             raise ValueError(f"k, max_tokens and t_stack must be >= 1 (k={k}, max_tokens={max_tokens}, "
                              f"t_stack={t_stack})")
         self.device = resolve_device(device)
+        self.precision = resolve_precision(precision, self.device)
         self.model, self.kind = model.to(self.device).eval(), model.kind
         self.t, self.layer, self.k, self.seed = t, layer, int(k), int(seed)
         self.max_tokens, self.t_stack = int(max_tokens), t_stack
-        self.max_len = int(max_len or model.config.max_len)
+        trained = int(model.config.max_len)
+        if max_len is not None and not 1 <= int(max_len) <= trained:
+            raise MaxLenError(f"max_len={max_len} is outside 1..{trained}: the {model.kind} model was trained on "
+                              f"sequences of at most {trained} residues (its max_len)")
+        self.max_len = int(max_len or trained)
         self.cache_dir = Path(cache_dir) if cache_dir is not None else None
         self.progress = progress
-        self.counters: Counter = Counter()   # encoder_batches, denoiser_calls, cache_hits, cache_writes
+        self.counters: Counter = Counter()   # encoder_batches, denoiser_calls, cache_hits, cache_writes, windowed
         self.padding_fraction: float | None = None
         self._model_hash: str | None = None
 
@@ -184,7 +222,8 @@ class Representer:
         """``{feature_key(t, l): array}`` for every t in ``ts`` (None = the latent) and layer.
 
         Pooled: ``np.ndarray [N, D]`` (float32). ``per_residue=True``: a list of N arrays
-        ``[L_i, D]``. Also ``"lengths"`` (residues used per sequence, after ``max_len``).
+        ``[L_i, D]``. Also ``"lengths"`` (residues used per sequence: all of them, or ``max_len`` at
+        most with ``long="truncate"``).
         """
         seqs, ids = list(seqs), (list(ids) if ids is not None else None)
         if not seqs:
@@ -192,7 +231,9 @@ class Representer:
         ids = ids if ids is not None else [f"seq{i}" for i in range(len(seqs))]
         if len(ids) != len(seqs):
             raise ValueError(f"{len(ids)} ids but {len(seqs)} sequences")
-        toks = [ALPHABET.encode(s, record=str(r))[: self.max_len] for s, r in zip(seqs, ids)]
+        toks = [ALPHABET.encode(s, record=str(r)) for s, r in zip(seqs, ids)]
+        if self.long == "truncate":
+            toks = [t[: self.max_len] for t in toks]
         clean = [ALPHABET.decode(t) for t in toks]
         ts = self._check_ts(ts)
         layer_list = self.resolve_layers(layers) if any(t is not None for t in ts) else []
@@ -209,6 +250,11 @@ class Representer:
                     out[key] = cached
                     self.counters["cache_hits"] += 1
         if missing:
+            windowed = sum(len(t) > self.max_len for t in toks)
+            if windowed:
+                self.counters["windowed"] += windowed
+                print(f"[lsdkit] {windowed} of {len(toks)} sequences are longer than the window of {self.max_len} "
+                      f"residues: their features come from overlapping windows", file=sys.stderr, flush=True)
             fresh = self._compute(toks, clean, missing, per_residue)
             for key, value in fresh.items():
                 self._cache_save(dhash, key, per_residue, value)
@@ -253,39 +299,55 @@ class Representer:
         m, N = self.model, len(toks)
         ts = [t for t in want if t is not None]
         lengths = np.array([len(t) for t in toks], dtype=np.int64)
+        # the units of a pass: (sequence, window start, owned residues [a, b) of the window)
+        units = [(i, start, a, b) for i in range(N) for start, a, b in windows(int(lengths[i]), self.max_len)]
+        unit_len = np.array([min(self.max_len, lengths[i] - start) for i, start, _, _ in units], dtype=np.int64)
         stack = max(1, min(self.t_stack or len(ts), len(ts)))        # t values per denoiser call
-        sampler = TokenBudgetBatchSampler(lengths, max(self.max_tokens // stack, int(lengths.max())), shuffle=False)
+        sampler = TokenBudgetBatchSampler(unit_len, max(self.max_tokens // stack, int(unit_len.max())), shuffle=False)
         self.padding_fraction = sampler.padding_fraction()
         acc: dict = {}
 
-        def add(key, idx, h, mask, weight):
+        def add(key, idx, h, weight):
+            """Each unit's owned residues into its sequence: rows (per residue) or sums / length (pooled)."""
+            h = h.float()
             if per_residue:
                 rows = acc.setdefault(key, [None] * N)
-                for j, i in enumerate(idx):
-                    v = h[j, : lengths[i]].float().cpu().numpy() * weight
-                    rows[i] = v if rows[i] is None else rows[i] + v
+                for j, u in enumerate(idx):
+                    i, start, a, b = units[u]
+                    if rows[i] is None:
+                        rows[i] = np.zeros((lengths[i], h.shape[-1]), dtype=np.float32)
+                    rows[i][start + a:start + b] += h[j, a:b].cpu().numpy() * weight
             else:
                 if key not in acc:
                     acc[key] = np.zeros((N, h.shape[-1]), dtype=np.float32)
-                acc[key][idx] += masked_mean(h.float(), mask).cpu().numpy() * weight
+                own = torch.zeros(h.shape[:2], dtype=h.dtype, device=h.device)
+                for j, u in enumerate(idx):
+                    own[j, units[u][2]:units[u][3]] = 1.0
+                seq = np.array([units[u][0] for u in idx])
+                sums = (h * own[..., None]).sum(1).cpu().numpy() / lengths[seq][:, None]
+                np.add.at(acc[key], seq, sums * weight)
 
         desc = f"{self.kind} features" + (f" at {len(ts)} t" if ts else "")
         for idx in tqdm(sampler, total=len(sampler), desc=desc, unit="batch", leave=False, delay=2,
                         disable=not self.progress):
-            batch = collate([("", toks[i]) for i in idx])
+            pieces = [toks[units[u][0]][units[u][1]:units[u][1] + self.max_len] for u in idx]
+            batch = collate([("", p) for p in pieces])
             tokens, mask = batch["tokens"].to(self.device), batch["mask"].to(self.device)
-            z = m.encoder_latents(tokens, mask) if self.kind == "diffusion" else m.encode(tokens, mask).float()
+            with autocast(self.device, self.precision):
+                z = m.encoder_latents(tokens, mask) if self.kind == "diffusion" else m.encode(tokens, mask)
+            z = z.float()
             self.counters["encoder_batches"] += 1
             if None in want:
-                add(LATENT, idx, z, mask, 1.0)
+                add(LATENT, idx, z, 1.0)
             if not ts:
                 continue
             B, L, d_z = z.shape
             z0 = standardise(z, m.latent_mean, m.latent_std).masked_fill(~mask[..., None], 0.0)
             for draw in range(self.k):
                 eps = torch.zeros(B, L, d_z)
-                for j, i in enumerate(idx):
-                    eps[j, : lengths[i]] = sequence_noise(clean[i], int(lengths[i]), d_z, self.seed, draw)
+                for j, (u, p) in enumerate(zip(idx, pieces)):
+                    i, start = units[u][:2]
+                    eps[j, : len(p)] = sequence_noise(clean[i][start:start + len(p)], len(p), d_z, self.seed, draw)
                 eps = eps.to(self.device)
                 t_draw = ts if draw == 0 else [t for t in ts if t > 0]   # t = 0 has no noise to average
                 for a in range(0, len(t_draw), stack):
@@ -295,12 +357,13 @@ class Representer:
                     alpha, sigma = m.alpha_sigma(tt)
                     zt = q_sample(z0.repeat(c, 1, 1), alpha, sigma, eps.repeat(c, 1, 1))
                     mask_c = mask.repeat(c, 1)
-                    _, hiddens = m.denoiser(zt, tt, mask_c, return_hidden=True)
+                    with autocast(self.device, self.precision):
+                        _, hiddens = m.denoiser(zt, tt, mask_c, return_hidden=True)
                     self.counters["denoiser_calls"] += 1
                     for j, t in enumerate(chunk):
                         weight = 1.0 / (self.k if t > 0 else 1)
                         for layer in want[t]:
-                            add(feature_key(t, layer), idx, hiddens[layer][j * B:(j + 1) * B], mask, weight)
+                            add(feature_key(t, layer), idx, hiddens[layer][j * B:(j + 1) * B], weight)
         return acc
 
     # -- cache ---------------------------------------------------------------------------------------
@@ -310,7 +373,8 @@ class Representer:
         noisy = key != LATENT and not key.startswith("t0_")
         spec = {"v": CACHE_VERSION, "model": self.model_hash, "data": dhash, "key": key,
                 "pool": "residue" if per_residue else "mean", "max_len": self.max_len,
-                "k": self.k if noisy else 0, "seed": self.seed if noisy else 0}
+                "k": self.k if noisy else 0, "seed": self.seed if noisy else 0,
+                **({"precision": self.precision} if self.precision != "fp32" else {})}
         digest = hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:32]
         return self.cache_dir / f"{key}_{'res' if per_residue else 'mean'}_{digest}.npz"
 

@@ -29,6 +29,10 @@ from lsdkit.schedules import ddim_step, sampling_times
 N_STANDARD = len(STANDARD)
 
 
+class LengthError(ArgumentError):
+    """A sample length beyond the length the model was trained on."""
+
+
 @torch.no_grad()
 def ddim_sample(model, z1: torch.Tensor, mask: torch.Tensor, steps: int) -> torch.Tensor:
     """Run S DDIM steps t = 1 → 0 from z_1; returns the standardised ẑ₀ (zero at padding)."""
@@ -65,6 +69,10 @@ def generate(model, n: int, length: int | Sequence[int], steps: int = 50, seed: 
         raise ArgumentError(f"need n >= 1 and one length per sample (n={n}, {len(lengths)} lengths)")
     if min(lengths) < 1:
         raise ArgumentError(f"sequence length must be >= 1, got {min(lengths)}")
+    trained = getattr(model.config, "max_len", None)
+    if trained is not None and max(lengths) > trained:
+        raise LengthError(f"length {max(lengths)} is beyond the model's trained max_len {trained}: the denoiser "
+                          f"and decoder never saw longer sequences (give at most {trained})")
     device = resolve_device(device) if device else next(model.parameters()).device
     model = model.to(device).eval()
     d_z = model.config.d_z

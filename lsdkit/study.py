@@ -65,21 +65,38 @@ class StudyConfig:
     max_train_rows: int | None = 3000          # probe training rows per task (seeded subsample)
     max_valid_rows: int | None = 1000
     seed: int = 0
-    precision: str = "auto"                    # training precision: auto | bf16 | fp32 (TrainConfig.precision)
+    precision: str = "auto"                    # training and representations: auto | bf16 | fp32 (TrainConfig)
+    lr: float | None = None                    # peak learning rate (None: the trainer's default)
+    diffusion_batch_tokens: int | None = None  # denoiser token budget per step (None: batch_tokens)
+    long_sequences: str = "window"             # longer than max_len: window | truncate (Representer(long=))
+    curve_tasks: tuple[str, ...] = ()          # learning curves: tasks probed (validation) along training
+    curve_points: tuple[float, ...] = (0.125, 0.25, 0.5)   # fractions of encoder_steps kept (+ the final step)
 
 
 STUDY_PRESETS: dict[str, StudyConfig] = {
     # CI and the README's quick start: bundled sample only, a few minutes on 2 CPU cores
-    "tiny": StudyConfig(),
-    # the CPU study on Swiss-Prot 2014: `lsdkit reproduce --preset small --jobs 3` on 2 cores.
-    # The encoders' 150 steps fit the 30-minute cap there (~11 s per 8k-token step with three models
-    # side by side), so their LR schedule completes (the denoisers stop at their 15-minute cap after
-    # ~50 of 80 steps); the tasks are two small ones, so that denoiser and sweep
-    # take about an hour per encoder there (RESULTS.md, "The CPU study"). Add tasks with --tasks.
+    "tiny": StudyConfig(curve_tasks=("go_mf_sp14",)),
+    # the CPU study on Swiss-Prot 2014: `lsdkit reproduce --preset cpu --jobs 3` on 2 cores, about an
+    # hour. Sized by measurement (RESULTS.md, "Sizing the CPU study"): the encoder size with the lowest
+    # validation loss for a fixed wall time (benchmarks/scale.py), three one-thread pipelines rather
+    # than one two-thread process (the same benchmark's jobs ratio), bf16 where native; the encoders'
+    # step budgets fill their time caps, the denoisers train on cached latents.
+    "cpu": StudyConfig(preset="cpu", encoder_steps=2800, diffusion_steps=1200, max_minutes=30,
+                       diffusion_minutes=12, warmup_steps=100, lr=1e-3, batch_tokens=8192,
+                       diffusion_batch_tokens=4096, corpus_limit=100_000,
+                       tasks=("deeploc10", "metal_ion_binding", "thermostability"), ts=(0.0, 0.1, 0.3, 0.6),
+                       max_train_rows=3000, max_valid_rows=1000, curve_tasks=("deeploc10",)),
+    # the first CPU study (RESULTS.md, "The CPU study: small"): 4.8 M-parameter encoders, 1.2 M tokens each
     "small": StudyConfig(preset="small", encoder_steps=150, diffusion_steps=80, max_minutes=30,
                          diffusion_minutes=15, warmup_steps=15, batch_tokens=8192,
                          tasks=("metal_ion_binding", "go_mf_sp14"),
                          max_train_rows=700, max_valid_rows=None),
+    # ten minutes of training on one GPU (bf16): three encoders of 2 minutes, three denoisers of
+    # 1 minute, on a data directory small enough to travel (README, "A GPU study"). Not yet run on a GPU.
+    "gpu": StudyConfig(preset="gpu", encoder_steps=4000, diffusion_steps=3000, max_minutes=2.0,
+                       diffusion_minutes=1.0, warmup_steps=200, lr=6e-4, batch_tokens=32768,
+                       tasks=("deeploc10", "metal_ion_binding", "thermostability"), ts=(0.0, 0.1, 0.3, 0.6),
+                       max_train_rows=None, max_valid_rows=None, curve_tasks=("deeploc10", "metal_ion_binding")),
     # paper scale, for a GPU
     "base": StudyConfig(preset="base", encoders=("tn", "nm", "tnm", "mlm"), encoder_steps=100_000,
                         diffusion_steps=100_000, batch_tokens=32768,
@@ -95,6 +112,38 @@ def study_config(name: str = "tiny", **overrides) -> StudyConfig:
     return dataclasses.replace(STUDY_PRESETS[name], **overrides)
 
 
+def check_config(c: StudyConfig) -> None:
+    """Every field a study needs, checked before any training starts (an :class:`ArgumentError`
+    naming the field and the value): encoders, preset, tasks, baselines, t grid, budgets."""
+    from lsdkit import pretrained
+    from lsdkit.baselines import FEATURIZERS
+    from lsdkit.data.tasks import TASKS
+    from lsdkit.device import PRECISIONS
+    from lsdkit.models.presets import SIZES
+    from lsdkit.represent import LONG_MODES
+
+    def need(ok: bool, what: str) -> None:
+        if not ok:
+            raise ArgumentError(f"study config: {what}")
+    for name in c.encoders:
+        need(name in ENCODERS, f"unknown encoder {name!r}; choose from {sorted(ENCODERS)}")
+    need(c.preset in SIZES, f"unknown model preset {c.preset!r}; choose one of {sorted(SIZES)}")
+    for field_name in ("tasks", "curve_tasks"):
+        for task in getattr(c, field_name):
+            need(task in TASKS, f"{field_name}: unknown task {task!r} (`lsdkit probe --list` shows them)")
+    for b in c.baselines:
+        need(b in FEATURIZERS or pretrained.is_spec(b), f"baselines: unknown featurizer {b!r}; choose from {FEATURIZERS}")
+    need(all(0.0 <= float(t) <= 1.0 for t in c.ts), f"ts: every t must lie in [0, 1], got {tuple(c.ts)}")
+    need(all(0.0 < float(f) <= 1.0 for f in c.curve_points), f"curve_points: fractions in (0, 1], got {c.curve_points}")
+    for field_name in ("encoder_steps", "diffusion_steps", "batch_tokens"):
+        need(int(getattr(c, field_name)) >= 1, f"{field_name} must be >= 1, got {getattr(c, field_name)}")
+    for field_name in ("max_minutes", "diffusion_minutes", "lr"):
+        v = getattr(c, field_name)
+        need(v is None or float(v) > 0, f"{field_name} must be > 0 (or None), got {v}")
+    need(c.precision in PRECISIONS, f"precision {c.precision!r}: expected one of {PRECISIONS}")
+    need(c.long_sequences in LONG_MODES, f"long_sequences {c.long_sequences!r}: expected one of {LONG_MODES}")
+
+
 class Study:
     """Train-or-load the models of a study in ``run_dir`` and measure them."""
 
@@ -105,9 +154,7 @@ class Study:
         self.data_dir = data_dir
         self.progress = progress
         self._valid = None            # the corpus's validation split, loaded on first use
-        for name in self.config.encoders:
-            if name not in ENCODERS:
-                raise ArgumentError(f"unknown encoder {name!r}; choose from {sorted(ENCODERS)}")
+        check_config(self.config)
 
     # -- where things are --------------------------------------------------------------------------
     def checkpoint_path(self, name: str) -> Path:
@@ -129,30 +176,51 @@ class Study:
         return pd.read_json(path, lines=True)
 
     # -- train or load -----------------------------------------------------------------------------
-    def train_config(self, steps: int, minutes: float | None):
+    def train_config(self, steps: int, minutes: float | None, milestones: tuple[int, ...] = (),
+                     batch_tokens: int | None = None):
         """The :class:`~lsdkit.train.TrainConfig` of one of the study's models: ``steps`` (warm-up
-        capped at them), validation and checkpoints five times per run, the study's seed and batch."""
+        capped at them), validation and checkpoints five times per run, the study's seed and batch;
+        ``milestones``: steps whose checkpoints are kept for the learning curves."""
         from lsdkit.train import TrainConfig
         c = self.config
         every = max(steps // 5, 1)
         warmup = TrainConfig.warmup_steps if c.warmup_steps is None else c.warmup_steps
-        return TrainConfig(max_steps=steps, max_minutes=minutes, warmup_steps=min(warmup, steps),
-                           batch_tokens=c.batch_tokens, seed=c.seed, eval_every=every, ckpt_every=every,
+        return TrainConfig(lr=TrainConfig.lr if c.lr is None else c.lr, max_steps=steps, max_minutes=minutes,
+                           warmup_steps=min(warmup, steps), batch_tokens=batch_tokens or c.batch_tokens,
+                           seed=c.seed, eval_every=every, ckpt_every=every, milestones=tuple(milestones),
                            precision=c.precision, progress=self.progress)
 
-    def _train(self, name: str, build, steps: int, minutes: float | None) -> Path:
+    def curve_steps(self) -> tuple[int, ...]:
+        """The encoder steps whose checkpoints the learning curves probe (the final one is added)."""
+        c = self.config
+        if not c.curve_tasks:
+            return ()
+        return tuple(sorted({max(1, round(f * c.encoder_steps)) for f in c.curve_points if 0 < f < 1}))
+
+    def _train(self, name: str, build, steps: int, minutes: float | None, milestones: tuple[int, ...] = (),
+               batch_tokens: int | None = None) -> Path:
         """Train-or-load ``name``: ``build()`` makes the fresh model (seeded), :func:`lsdkit.train.fit`
         trains or resumes it, a marker records that the run finished."""
         from lsdkit.train import fit, seed_everything
         out = self.checkpoint_path(name)
         marker = self._done_marker(name)
-        if not marker.exists():
+        cfg = self.train_config(steps, minutes, milestones, batch_tokens)
+        recipe = {"preset": self.config.preset, "corpus_limit": self.config.corpus_limit,
+                  "train": {k: v for k, v in json.loads(json.dumps(dataclasses.asdict(cfg))).items()
+                            if k not in ("progress", "num_threads", "device", "num_workers")}}
+        if marker.exists():
+            done = json.loads(marker.read_text())
+            if "recipe" in done and done["recipe"] != recipe:   # markers of lsdkit < 0.2 carry none
+                from lsdkit.checkpoint import config_differences
+                diff = "; ".join(config_differences(done["recipe"], recipe)) or "the recipe changed"
+                raise StudyError(f"{out} was trained by a different study configuration ({diff}): use another "
+                                 "run directory (--out), or delete it to train again")
+        else:
             seed_everything(self.config.seed)      # the same initial weights on every rerun
             model = build()
-            result = fit(model, self._corpus_arg(), self.train_config(steps, minutes), out, resume=True,
-                         limit=self.config.corpus_limit)
+            result = fit(model, self._corpus_arg(), cfg, out, resume=True, limit=self.config.corpus_limit)
             print(result.summary(model.kind), flush=True)
-            atomic_write_text(marker, json.dumps({"checkpoint": latest_checkpoint(out).name}) + "\n")
+            atomic_write_text(marker, json.dumps({"checkpoint": latest_checkpoint(out).name, "recipe": recipe}) + "\n")
         return latest_checkpoint(out)
 
     def autoencoder(self, name: str):
@@ -161,7 +229,8 @@ class Study:
         if name not in ENCODERS:
             raise ArgumentError(f"unknown encoder {name!r}; choose from {sorted(ENCODERS)}")
         c = self.config
-        return load_model(self._train(name, lambda: build_encoder(name, c.preset), c.encoder_steps, c.max_minutes))
+        return load_model(self._train(name, lambda: build_encoder(name, c.preset), c.encoder_steps, c.max_minutes,
+                                      self.curve_steps()))
 
     def diffusion(self, name: str):
         """Train (or load) the denoiser on the latents of encoder ``name``."""
@@ -172,7 +241,8 @@ class Study:
         cache = self.cache_dir / "latents"       # encoder latents, encoded once (lsdkit.latents)
         ckpt = self._train(f"diffusion_{name}",
                            lambda: LatentDiffusion.from_encoder(latents, preset=c.preset).use_latent_cache(cache),
-                           c.diffusion_steps, c.max_minutes if c.diffusion_minutes is None else c.diffusion_minutes)
+                           c.diffusion_steps, c.max_minutes if c.diffusion_minutes is None else c.diffusion_minutes,
+                           batch_tokens=c.diffusion_batch_tokens)
         return load_model(ckpt)
 
     def representer(self, name: str, diffusion: bool = True):
@@ -180,7 +250,8 @@ class Study:
         encoder alone with ``diffusion=False``)."""
         from lsdkit.represent import Representer
         model = self.diffusion(name) if diffusion else self.autoencoder(name)
-        return Representer(model, cache_dir=self.cache_dir, seed=self.config.seed, progress=self.progress)
+        return Representer(model, cache_dir=self.cache_dir, seed=self.config.seed, progress=self.progress,
+                           precision=self.config.precision, long=self.config.long_sequences)
 
     @property
     def cache_dir(self) -> Path:
@@ -272,7 +343,7 @@ class Study:
             if rep is None:
                 rep = self.representer(name)      # train-or-load before the checkpoint is named
             key = json.dumps([str(latest_checkpoint(self.checkpoint_path(f"diffusion_{name}"))), ts,
-                              c.layers, probe_key], default=str)
+                              c.layers, probe_key, c.long_sequences], default=str)
             path = self.run_dir / "sweeps" / f"{name}__{task}__{hashlib.sha256(key.encode()).hexdigest()[:12]}.csv"
             if path.exists() and path.with_suffix(".npz").exists():
                 frames.append(pd.read_csv(path))
@@ -318,6 +389,61 @@ class Study:
         df = pd.DataFrame(rows)
         save_predictions(self.run_dir / "baselines.npz", preds)
         save_frame(self.run_dir / "baselines.csv", df)
+        return df
+
+    def learning_curve_encoder(self, name: str, tasks: tuple[str, ...] | None = None) -> pd.DataFrame:
+        """Encoder ``name``'s latent probed at each kept checkpoint (:meth:`curve_steps` and the last):
+        validation scores (mean over probe seeds) against training tokens (steps × the token budget
+        per step, an upper bound: batches are packed up to it). Kept in ``curves/`` under a key of the
+        checkpoints, tasks and probe settings, so calling again costs nothing."""
+        from lsdkit.probe import result_rows, run_probe
+        from lsdkit.represent import Representer
+        tasks = tuple(tasks or self.config.curve_tasks)
+        self.autoencoder(name)
+        run = self.checkpoint_path(name)
+        last = latest_checkpoint(run)
+        ckpts = [run / f"step_{s:06d}" for s in self.curve_steps()]
+        ckpts = [p for p in ckpts if p.is_dir() and p.name < last.name] + [last]
+        probe = self._probe_config()
+        key = json.dumps([[str(p) for p in ckpts], tasks, dataclasses.asdict(probe), self.config.long_sequences],
+                         default=str)
+        path = self.run_dir / "curves" / f"{name}__{hashlib.sha256(key.encode()).hexdigest()[:12]}.csv"
+        if path.exists():
+            return pd.read_csv(path)
+        rows = []
+        for ckpt in ckpts:
+            step = int(ckpt.name.split("_")[1])
+            rep = Representer(str(ckpt), cache_dir=self.cache_dir, seed=self.config.seed, progress=self.progress,
+                              precision=self.config.precision, long=self.config.long_sequences)
+            for task in tasks:
+                results = run_probe(task, rep.featurizer(None, name=ENCODERS[name]), probe, data=self.data_dir)
+                rows += [dict(r, step=step, tokens=step * self.config.batch_tokens) for r in result_rows(results)
+                         if r["split"] == "valid" and r["metric"] == results[0].metric]
+        df = pd.DataFrame(rows).drop(columns=["hyperparams", "t"])
+        save_frame(path, df)
+        return df
+
+    def learning_curve(self, tasks: tuple[str, ...] | None = None) -> pd.DataFrame:
+        """:meth:`learning_curve_encoder` for every encoder plus the feature baselines' validation
+        scores on the same probes (rows without a step), written to ``learning_curve.csv`` and drawn
+        in ``learning_curve.png`` (:func:`lsdkit.viz.learning_curve_plot`)."""
+        from lsdkit.baselines import get_featurizer
+        from lsdkit.probe import result_rows, run_probe
+        from lsdkit.viz import learning_curve_plot, save_figure
+        tasks = tuple(tasks or self.config.curve_tasks)
+        if not tasks:
+            raise ArgumentError("no learning-curve tasks: set StudyConfig.curve_tasks (or pass tasks)")
+        frames = [self.learning_curve_encoder(name, tasks) for name in self.config.encoders]
+        rows = []
+        for b in self.config.baselines:
+            for task in tasks:
+                results = run_probe(task, get_featurizer(b), self._probe_config(), data=self.data_dir)
+                rows += [r for r in result_rows(results) if r["split"] == "valid" and r["metric"] == results[0].metric]
+        if rows:
+            frames.append(pd.DataFrame(rows).drop(columns=["hyperparams", "t"]))
+        df = pd.concat(frames, ignore_index=True)
+        save_frame(self.run_dir / "learning_curve.csv", df)
+        save_figure(learning_curve_plot(df), self.run_dir, "learning_curve")
         return df
 
     def table(self) -> pd.DataFrame:
@@ -375,6 +501,8 @@ class Study:
         if jobs > 1:
             self.run_parallel(jobs)
         self.sweep()
+        if self.config.curve_tasks:
+            self.learning_curve()
         return self.report()[0]
 
 
@@ -392,7 +520,10 @@ def _pipeline_worker(run_dir: str, config: dict, data_dir, threads: int, name: s
         os.dup2(f.fileno(), 2)
         sys.stdout = sys.stderr = f
         try:
-            Study(run_dir, StudyConfig(**config), data_dir=data_dir, progress=False).sweep_encoder(name)
+            study = Study(run_dir, StudyConfig(**config), data_dir=data_dir, progress=False)
+            study.sweep_encoder(name)
+            if study.config.curve_tasks:
+                study.learning_curve_encoder(name)
         finally:
             sys.stdout, sys.stderr = sys.__stdout__, sys.__stderr__
     return time.time() - t0

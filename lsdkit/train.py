@@ -41,6 +41,7 @@ import dataclasses
 import inspect
 import json
 import math
+import numbers
 import os
 import random
 import time
@@ -54,14 +55,20 @@ import torch.distributed as dist
 from torch import nn
 from tqdm.auto import tqdm
 
-from lsdkit.checkpoint import latest_checkpoint, load_trainer_state, load_weights, save_checkpoint
+from lsdkit.checkpoint import (latest_checkpoint, load_trainer_state, load_weights, remove_stale_staging,
+                               save_checkpoint)
 from lsdkit.device import autocast, resolve_device, resolve_precision
-from lsdkit.errors import LsdkitError
+from lsdkit.errors import ArgumentError, LsdkitError
 from lsdkit.io import atomic_write_text
 
 
 class TrainingDiverged(LsdkitError, RuntimeError):
-    """The loss (or gradient norm) became NaN/inf; the message names the step."""
+    """The loss, gradient norm or a validation metric became NaN/inf; the message names the step and
+    the last checkpoint that is still good."""
+
+
+class RunExists(LsdkitError, FileExistsError):
+    """``fit`` was asked to start a fresh run in a directory that already holds one."""
 
 
 @dataclass
@@ -80,12 +87,41 @@ class TrainConfig:
     eval_batches: int = 20
     ckpt_every: int = 1000
     keep_checkpoints: int | None = 3     # newest step directories kept (None: all)
+    milestones: tuple[int, ...] = ()     # steps always checkpointed and never pruned (learning curves)
     log_every: int = 10
     precision: str = "auto"              # auto | bf16 | fp32 (auto: bf16 where the device computes it natively)
     num_workers: int = 0
     num_threads: int | None = None       # torch CPU threads; None keeps the current setting
     device: str = "auto"                 # auto | cpu | cuda | cuda:N
     progress: bool = True
+
+    def __post_init__(self):
+        """Refuse values no run can use (an :class:`~lsdkit.errors.ArgumentError` naming the field)."""
+        def need(ok: bool, name: str, rule: str):
+            if not ok:
+                raise ArgumentError(f"TrainConfig.{name}: expected {rule}, got {getattr(self, name)!r}")
+
+        def finite(v) -> bool:
+            return isinstance(v, numbers.Real) and math.isfinite(v)
+
+        def integer(v) -> bool:
+            return isinstance(v, numbers.Integral) and not isinstance(v, bool)
+
+        need(integer(self.max_steps) and self.max_steps >= 1, "max_steps", "an integer >= 1")
+        need(finite(self.lr) and self.lr > 0, "lr", "a number > 0")
+        need(finite(self.min_lr_ratio) and 0 <= self.min_lr_ratio <= 1, "min_lr_ratio", "a number in [0, 1]")
+        need(finite(self.weight_decay) and self.weight_decay >= 0, "weight_decay", "a number >= 0")
+        need(finite(self.grad_clip) and self.grad_clip >= 0, "grad_clip", "a number >= 0 (0 disables)")
+        need(self.max_minutes is None or (finite(self.max_minutes) and self.max_minutes >= 0),
+             "max_minutes", "None or a number >= 0")
+        for name in ("warmup_steps", "eval_every", "ckpt_every", "num_workers"):
+            need(integer(getattr(self, name)) and getattr(self, name) >= 0, name, "an integer >= 0")
+        for name in ("batch_tokens", "eval_batches", "log_every"):
+            need(integer(getattr(self, name)) and getattr(self, name) >= 1, name, "an integer >= 1")
+        need(self.keep_checkpoints is None or (integer(self.keep_checkpoints) and self.keep_checkpoints >= 1),
+             "keep_checkpoints", "None or an integer >= 1")
+        need(self.num_threads is None or (integer(self.num_threads) and self.num_threads >= 1),
+             "num_threads", "None or an integer >= 1")
 
 
 def lr_at(step: int, cfg: TrainConfig) -> float:
@@ -213,6 +249,11 @@ class Trainer:
         self.train_loader, self.val_loader = train_loader, val_loader
         self.run_dir = Path(run_dir)
         self.run_dir.mkdir(parents=True, exist_ok=True)
+        if self.is_main:
+            stale = remove_stale_staging(self.run_dir)
+            if stale:
+                self._log(f"removed {len(stale)} leftover(s) of an interrupted checkpoint write: "
+                          + ", ".join(p.name for p in stale))
         self.step = self.epoch = self.batch_in_epoch = 0
         self._resume_rng = None
         self.optimizer = self._make_optimizer()
@@ -239,6 +280,8 @@ class Trainer:
         ckpt = latest_checkpoint(self.run_dir)
         if ckpt is None:
             self._log(f"no checkpoint in {self.run_dir}; starting from step 0")
+            if self.is_main:
+                self._truncate_metrics(0)      # lines of a run killed before its first checkpoint
             return None
         load_weights(self.model, ckpt)
         state = load_trainer_state(ckpt)
@@ -284,7 +327,8 @@ class Trainer:
                      "batch_in_epoch": self.batch_in_epoch, "num_threads": torch.get_num_threads(),
                      "world_size": self.world, "rng": rngs, "precision": self.precision,
                      "train_config": json.loads(json.dumps(dataclasses.asdict(self.cfg)))}
-            path = save_checkpoint(self.run_dir, self.step, self.model, state, keep=self.cfg.keep_checkpoints)
+            path = save_checkpoint(self.run_dir, self.step, self.model, state, keep=self.cfg.keep_checkpoints,
+                                   protect=self.cfg.milestones)
         if self.world > 1:
             dist.barrier()
         self._last_saved = self.step
@@ -296,9 +340,11 @@ class Trainer:
             tqdm.write(f"[lsdkit.train] {msg}")
 
     def _write_metrics(self, record: dict) -> None:
+        """Append one JSON line; a NaN/inf value is written as ``null`` (metrics.jsonl stays JSON)."""
         if self.is_main:
+            clean = {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in record.items()}
             with open(self.run_dir / "metrics.jsonl", "a") as f:
-                f.write(json.dumps(record) + "\n")
+                f.write(json.dumps(clean, allow_nan=False) + "\n")
                 f.flush()
 
     # -- one step, validation ---------------------------------------------------------------------------
@@ -330,10 +376,48 @@ class Trainer:
         self.optimizer.step()
         return {**metrics, "loss": mean_loss.item(), "grad_norm": gnorm.item(), "lr": lr}
 
-    def _diverged_msg(self, what: str) -> str:
-        last = latest_checkpoint(self.run_dir)
-        keep = f"the last good checkpoint {last} is left intact" if last else "no checkpoint was written"
-        return f"training diverged at step {self.step + 1}: {what}; stopping ({keep})"
+    def _diverged_msg(self, what: str, step: int | None = None) -> str:
+        step = self.step + 1 if step is None else step
+        return f"training diverged at step {step}: {what}; stopping ({self._good_checkpoint_note()})"
+
+    def _validated_steps(self) -> dict[int, bool]:
+        """``{step: every validation metric finite}`` from this run's metrics.jsonl."""
+        path, out = self.run_dir / "metrics.jsonl", {}
+        if path.exists():
+            for ln in path.read_text().splitlines():
+                try:
+                    row = json.loads(ln)
+                except json.JSONDecodeError:
+                    continue
+                if isinstance(row, dict) and row.get("split") == "valid" and "step" in row:
+                    values = [v for k, v in row.items() if k not in ("split", "step")]
+                    out[row["step"]] = all(isinstance(v, (int, float)) and math.isfinite(v) for v in values)
+        return out
+
+    def _good_checkpoint_note(self) -> str:
+        """Which checkpoint to go back to. With validation, that is the newest checkpoint whose own
+        validation was finite (never one whose validation was NaN); a newer one that was not
+        validated is named as such."""
+        from lsdkit.checkpoint import step_dir_name
+        latest = latest_checkpoint(self.run_dir)
+        if latest is None:
+            return "no checkpoint was written"
+        steps = sorted(int(p.name.split("_")[1]) for p in self.run_dir.glob("step_*")
+                       if p.is_dir() and p.name.split("_")[1].isdigit() and (p / "config.json").is_file())
+        validated = self._validated_steps()
+        if self.val_loader is None or not validated:
+            return f"the last good checkpoint {latest} is left intact"
+        good = [s for s in steps if validated.get(s) is True]
+        if not good:
+            return (f"no checkpoint has a finite validation; the latest, {latest}, is left intact but its "
+                    "validation was not finite or not run")
+        best = self.run_dir / step_dir_name(good[-1])
+        note = f"the last good checkpoint, the newest whose validation was finite, is {best}"
+        for flag, what in ((None, "not validated"), (False, "validation not finite")):
+            later = [step_dir_name(s) for s in steps if s > good[-1] and validated.get(s) is flag]
+            if later:
+                note += f"; later {', '.join(later)}: {what}"
+        return note
 
     @torch.no_grad()
     def validate(self) -> dict:
@@ -412,8 +496,13 @@ class Trainer:
                     val = self.validate()
                     if val:
                         self._write_metrics({"split": "valid", "step": self.step, **val})
+                        bad = {k: v for k, v in val.items() if not math.isfinite(v)}
+                        if bad:        # a divergence too: this state is not checkpointed
+                            shown = ", ".join(f"{k} is {v}" for k, v in sorted(bad.items()))
+                            raise TrainingDiverged(self._diverged_msg(f"validation {shown}", step=self.step))
                         last.update({f"val_{k}": v for k, v in val.items()})
-                if cfg.ckpt_every and self.step % cfg.ckpt_every == 0 and not done:
+                scheduled = cfg.ckpt_every and self.step % cfg.ckpt_every == 0
+                if (scheduled or self.step in cfg.milestones) and not done:
                     self.save()
                 if done:
                     break
@@ -443,15 +532,19 @@ def corpus_loaders(data: str | os.PathLike | None, max_len: int, cfg: TrainConfi
 
     ``data`` is a FASTA file, a data directory holding the Swiss-Prot 2014 corpus, or None (the
     configured data directory, else the bundled sample); ``limit`` keeps the first N records.
+    The corpus summary (read / dropped / kept / cropped) is printed as one line; a corpus that leaves
+    no training sequence raises :class:`~lsdkit.data.corpus.CorpusError` naming the filters.
     """
     from lsdkit.data.corpus import Corpus, CorpusConfig, make_loader
+    from lsdkit.data.sources import corpus_fasta
 
     rank, world = distributed_context()
     data = Path(data) if data else None
-    if data is not None and data.is_file():
-        corpus = Corpus.load(CorpusConfig(fasta=str(data), max_len=max_len, limit=limit))
-    else:
-        corpus = Corpus.load(CorpusConfig(max_len=max_len, limit=limit), data_dir=data)
+    source = str(data) if data is not None and data.is_file() else str(corpus_fasta(data))
+    corpus = Corpus.load(CorpusConfig(fasta=source, max_len=max_len, limit=limit))
+    if rank == 0:
+        tqdm.write(f"[lsdkit.train] {corpus.summary()} ({source})")
+    corpus.require_training_data(source)
     common = dict(num_workers=cfg.num_workers, num_replicas=world, rank=rank)
     train = make_loader(corpus.split("train"), cfg.batch_tokens, shuffle=True, seed=cfg.seed, **common)
     valid = corpus.split("valid")
@@ -459,8 +552,55 @@ def corpus_loaders(data: str | os.PathLike | None, max_len: int, cfg: TrainConfi
     return train, valid
 
 
+RUN_FILES = ("metrics.jsonl", "latest")     # with the step_NNNNNN/ directories: what makes a run
+
+
+def existing_run(run_dir: str | os.PathLike) -> list[str]:
+    """What in ``run_dir`` shows it already holds a training run (metrics.jsonl, latest, step_*/);
+    empty when it holds none."""
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        return []
+    found = [n for n in RUN_FILES if (run_dir / n).is_file() and (run_dir / n).stat().st_size > 0]
+    found += sorted(p.name for p in run_dir.glob("step_*") if p.is_dir())
+    return found
+
+
+def clear_run(run_dir: str | os.PathLike) -> list[str]:
+    """Remove a run's outputs from ``run_dir`` (metrics.jsonl, latest, step_*/ and leftovers of
+    interrupted writes); other files, e.g. a content-keyed ``latent_cache/``, stay. Returns the names removed."""
+    import shutil
+
+    run_dir = Path(run_dir)
+    removed = [p.name for p in remove_stale_staging(run_dir)]
+    for name in existing_run(run_dir):
+        path = run_dir / name
+        if path.is_dir():
+            shutil.rmtree(path)
+        else:
+            path.unlink()
+        removed.append(name)
+    return removed
+
+
+def check_run_dir(run_dir: str | os.PathLike, *, resume: bool = False, overwrite: bool = False) -> bool:
+    """Whether starting a run in ``run_dir`` must clear a previous one first (``overwrite``); raises
+    :class:`RunExists` when ``run_dir`` holds a run and neither ``resume`` nor ``overwrite`` is given."""
+    if resume and overwrite:
+        raise ArgumentError("--resume and --overwrite exclude each other (resume continues the run in the "
+                            "directory, overwrite clears it)")
+    found = existing_run(run_dir)
+    if not found or resume:
+        return False
+    if not overwrite:
+        shown = ", ".join(found[:3]) + (f" and {len(found) - 3} more" if len(found) > 3 else "")
+        raise RunExists(f"{run_dir} already holds a training run ({shown}): pass --resume (resume=True) "
+                        "to continue it, or --overwrite (overwrite=True) to clear it and start again")
+    return True
+
+
 def fit(model: nn.Module, data=None, config: TrainConfig | None = None, run_dir: str | os.PathLike = "runs/run",
-        *, resume: bool = False, limit: int | None = None) -> FitResult:
+        *, resume: bool = False, overwrite: bool = False, limit: int | None = None) -> FitResult:
     """Train ``model`` on a corpus into ``run_dir``: the one way to train (CLI, study, notebooks).
 
     ``data``: a FASTA file, a data directory, None (configured data directory, else the bundled
@@ -470,8 +610,18 @@ def fit(model: nn.Module, data=None, config: TrainConfig | None = None, run_dir:
     denoiser: batches of cached encoder latents, :mod:`lsdkit.latents`), fresh or resumed. A model
     with a ``prepare_training(train_loader, device)`` method (the denoiser: its latent statistics)
     gets it called before a fresh run; a resumed run restores what it prepared from the checkpoint.
+
+    ``run_dir`` already holding a run (:func:`existing_run`): ``resume=True`` continues it;
+    ``overwrite=True`` clears it first (:func:`clear_run`); neither raises :class:`RunExists`
+    before any work, so a finished run is never overwritten by accident.
     """
     cfg = config or TrainConfig()
+    if check_run_dir(run_dir, resume=resume, overwrite=overwrite):
+        if distributed_context()[0] == 0:
+            removed = clear_run(run_dir)
+            tqdm.write(f"[lsdkit.train] --overwrite: cleared {len(removed)} item(s) of the previous run in {run_dir}")
+        if dist.is_initialized():
+            dist.barrier()
     if isinstance(data, tuple):
         train, valid = data
     else:

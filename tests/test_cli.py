@@ -51,6 +51,9 @@ BAD = [
     (["train", "diffusion", "--latents", "{ckpt}", "--out", "{tmp}/d", "--max-steps", "0"], "--max-steps"),
     (["train", "diffusion", "--latents", "{ckpt}", "--out", "{tmp}/d", "--latent-cache", "{tmp}/c",
       "--no-latent-cache"], "--latent-cache"),
+    (TRAIN + ["--resume", "--overwrite"], "--overwrite"),
+    (EMBED + ["--max-len", "100000"], "--max-len"),          # beyond the model's trained max_len (128)
+    (SAMPLE[:4] + ["100000"] + SAMPLE[5:], "--length"),      # the same for sampling
     (EMBED + ["--max-len", "0"], "--max-len"),
     (EMBED + ["--max-len", "-5"], "--max-len"),
     (EMBED + ["--t", "1.5"], "--t"),
@@ -126,3 +129,22 @@ def test_a_library_error_from_inside_a_command_is_one_line(tmp_path, capsys):
     assert main(["embed", "--checkpoint", str(ae), "--input", str(bad), "--out", str(tmp_path / "o.npz")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "p2" in err[0], err
+
+
+def test_sweep_takes_a_task_file(ckpt, tmp_path, capsys):
+    import pandas as pd
+    rows = "".join(f"P{i},{'MKV' + 'ACDEFGHIKLMNPQRSTVWY'[i % 20] * (5 + i % 7) + ('KKKRRR' if i % 2 else 'DDDEEE')},"
+                   f"{i % 2}\n" for i in range(80))
+    (tmp_path / "mine.tsv").write_text(("accession,seq,target\n" + rows + "P0,MKV,1\n").replace(",", "\t"))
+    argv = ["sweep", "--checkpoint", str(ckpt), "--tasks", f"{tmp_path / 'mine.tsv'}", "--t", "0,0.5",
+            "--layers", "-1", "--out", str(tmp_path / "s.csv")]
+    assert main(argv) == 2                                              # P0 twice: one line, nothing written
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "mine.tsv:82: duplicate id 'P0' (first at line 2)" in err[0]
+    assert not (tmp_path / "s.csv").exists()
+    assert main(argv + ["--on-bad", "skip", "--kind", "binary"]) == 0
+    err = capsys.readouterr().err
+    assert "kind binary (given), 2 classes" in err and "dropped 1 bad record(s) (1 duplicate id)" in err
+    df = pd.read_csv(tmp_path / "s.csv")
+    assert set(df["task"]) == {"mine"} and set(df["key"]) == {"latent", "t0_layer3", "t0.5_layer3"}
+    assert {"accuracy", "auroc", "mcc"} <= set(df.loc[df["split"] == "test", "metric"])

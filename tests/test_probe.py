@@ -359,3 +359,127 @@ def test_run_probe_on_real_thermostability():
     assert r.representation == "composition" and r.protocol == "saprot-valid"
     assert r.n_rows == {"train": 498, "valid": 141, "test": 1336}
     assert 0.2 < r.test["spearman"] < 0.6
+
+
+# --- metrics beyond the primary one, per-record predictions, task files on the command line -------------
+def test_classification_metrics_match_sklearn_and_known_answers():
+    from sklearn.metrics import (average_precision_score, balanced_accuracy_score, f1_score,
+                                 matthews_corrcoef)
+
+    from lsdkit.probe import auprc, balanced_accuracy, class_report, macro_f1, mcc
+    y, p = np.array([0, 0, 0, 1, 1, 2]), np.array([0, 0, 1, 1, 2, 2])
+    assert macro_f1(y, p) == pytest.approx((0.8 + 0.5 + 2 / 3) / 3)
+    assert balanced_accuracy(y, p) == pytest.approx((2 / 3 + 1 / 2 + 1) / 3)
+    assert mcc([0, 1, 0, 1], [0, 1, 0, 1]) == 1.0 and mcc([0, 1, 0, 1], [1, 0, 1, 0]) == -1.0
+    assert mcc([0, 0, 0], [0, 0, 0]) == 0.0                           # undefined: 0, as sklearn
+    assert auprc([1, 0, 1, 0], [0.9, 0.8, 0.7, 0.1]) == pytest.approx((1 + 2 / 3) / 2)
+    rng = np.random.default_rng(1)
+    for _ in range(50):
+        y = rng.integers(0, 3, 40)
+        p = np.where(rng.random(40) < 0.6, y, rng.integers(0, 3, 40))
+        assert macro_f1(y, p) == pytest.approx(f1_score(y, p, average="macro"))
+        assert balanced_accuracy(y, p) == pytest.approx(balanced_accuracy_score(y, p))
+        assert mcc(y, p) == pytest.approx(matthews_corrcoef(y, p))
+        yb, s = rng.integers(0, 2, 40), np.round(rng.random(40), 1)
+        assert auprc(yb, s) == pytest.approx(average_precision_score(yb, s))
+    rep = class_report(y, p, ("a", "b", "c"))
+    assert [r["class"] for r in rep] == ["a", "b", "c"] and sum(r["support"] for r in rep) == 40
+    assert rep[0]["recall"] == pytest.approx(np.mean(p[y == 0] == 0))
+
+
+def _residue_task(tmp_path):
+    from lsdkit.data.tasks import load_custom_task
+    rng = np.random.default_rng(0)
+    lines = []
+    for i in range(60):
+        seq = "".join(rng.choice(list("ACDEFGHIKLMNPQRSTVWY"), 30))
+        lab = "".join("H" if c in "AELMQK" else "C" for c in seq)         # learnable from the residue
+        lines.append(f"r{i},{seq},{lab},{['train', 'train', 'valid', 'test'][i % 4]}\n")
+    path = tmp_path / "res.csv"
+    path.write_text("id,sequence,label,split\n" + "".join(lines))
+    return load_custom_task(path, "residue_multiclass")
+
+
+def test_binary_residue_task_reports_auroc_auprc_and_per_residue_predictions(tmp_path):
+    from lsdkit.baselines import OneHot
+    from lsdkit.probe import prediction_rows
+    task = _residue_task(tmp_path)
+    assert task.spec.extra_metrics[-2:] == ("auroc", "auprc")
+    (r,) = run_probe(task, OneHot())
+    assert {"accuracy", "macro_f1", "balanced_accuracy", "mcc", "auroc", "auprc"} <= set(r.test)
+    assert r.test["auroc"] > 0.9 and r.test["auprc"] > 0.9
+    rows = prediction_rows(task, r)
+    assert len(rows) == 15 * 30 and rows[0]["id"] == "r3" and rows[0]["position"] == 1
+    assert {row["label"] for row in rows} == {"C", "H"} and 0 <= rows[0]["score"] <= 1
+    assert np.mean([row["label"] == row["prediction"] for row in rows]) == pytest.approx(r.test["accuracy"])
+
+
+def test_extra_metrics_for_registered_tasks_only_when_asked(tmp_path):
+    import dataclasses
+
+    from lsdkit.data.tasks import load_custom_task
+    path = tmp_path / "three.csv"
+    path.write_text("id,sequence,label\n" + "".join(
+        f"r{i},{'MKV' + 'ACDEFGHIKLMNPQRSTVWY'[i % 20] * (4 + i % 5) + ['KKRR', 'DDEE', 'WWFF'][i % 3]},c{i % 3}\n"
+        for i in range(150)))
+    custom = load_custom_task(path)
+    data = dataclasses.replace(custom, spec=dataclasses.replace(custom.spec, extra_metrics=()))   # as a registered one
+    (plain,) = run_probe(data, Composition())
+    assert tuple(plain.test) == ("accuracy",)
+    (more,) = run_probe(data, Composition(), ProbeConfig(extra_metrics=("mcc", "auroc", "macro_f1")))
+    assert tuple(more.test) == ("accuracy", "mcc", "macro_f1")        # auroc: not for 3 classes
+    assert more.test["accuracy"] == plain.test["accuracy"]
+
+
+TASK_CSV = "Entry,Seq,compartment\n" + "".join(
+    f"P{i},{'MKV' + 'ACDEFGHIKLMNPQRSTVWY'[i % 20] * (5 + i % 7) + ('KKKRRR' if i % 2 else 'DDDEEE')},"
+    f"{'nucleus' if i % 2 else 'secreted'}\n" for i in range(120))
+
+
+def test_probe_command_on_a_task_file(tmp_path, capsys):
+    import csv
+
+    from lsdkit.cli import main
+    task = tmp_path / "mine.csv"
+    task.write_text(TASK_CSV + "bad1,MK1V,nucleus\nbad2,MKV,\n")
+    out, pred = tmp_path / "r.csv", tmp_path / "pred.csv"
+    argv = ["probe", "--features", "composition", "--task", str(task), "--label-col", "compartment",
+            "--out", str(out), "--predictions", str(pred)]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "2 bad record(s)" in err[0] and "mine.csv:122: record 'bad1'" in err[0]
+    assert not out.exists() and not pred.exists()
+    assert main(argv + ["--on-bad", "skip"]) == 0
+    captured = capsys.readouterr()
+    lines = captured.err.splitlines()
+    assert lines[0].startswith("task mine (") and "kind binary (inferred: 2 distinct text labels), 2 classes" in lines[0]
+    assert any("dropped 2 bad record(s) (1 empty label, 1 invalid sequence)" in ln for ln in lines)
+    assert any("no exact duplicate sequences" in ln or "exact duplicate sequences across splits" in ln for ln in lines)
+    assert any(ln.strip().startswith("nucleus") for ln in lines)                   # the per-class report
+    assert "| composition | mine | custom-hash-split-lsdkit | accuracy |" in captured.out
+    metrics = {(r["split"], r["metric"]) for r in csv.DictReader(out.open())}
+    assert {("test", m) for m in ("accuracy", "auroc", "auprc", "macro_f1", "balanced_accuracy", "mcc")} <= metrics
+    rows = list(csv.DictReader(pred.open()))
+    assert rows and {"id", "label", "prediction", "score"} <= set(rows[0]) and rows[0]["label"] in ("nucleus", "secreted")
+
+
+@pytest.mark.parametrize("argv,flag", [
+    (["--task", "missing.csv"], "--task"),
+    (["--task", "go_mf_sp14", "--label-col", "x"], "--label-col"),
+    (["--task", "go_mf_sp14", "--on-bad", "skip"], "--on-bad"),
+    (["--task", "{tmp}/s.fasta"], "--labels"),
+    (["--task", "{tmp}/mine.csv", "--labels", "{tmp}/mine.csv"], "--labels"),
+    (["--task", "{tmp}/mine.csv", "--kind", "nonsense"], "--kind"),
+    (["--task", "{tmp}/mine.csv", "--metrics", "r2"], "--metrics"),
+    (["--task", "{tmp}/mine.csv", "--label-col", "nope"], "--label-col"),
+])
+def test_probe_task_file_flags_are_checked_before_any_work(tmp_path, capsys, argv, flag):
+    from lsdkit.cli import main
+    (tmp_path / "mine.csv").write_text(TASK_CSV)
+    (tmp_path / "s.fasta").write_text(">a\nMKV\n")
+    argv = ["probe", "--features", "composition", *[a.format(tmp=tmp_path) for a in argv],
+            "--out", str(tmp_path / "out.csv")]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("lsdkit: error: ") and flag in err[0], err
+    assert not (tmp_path / "out.csv").exists()

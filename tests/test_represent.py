@@ -155,11 +155,48 @@ def test_bad_requests_raise_clear_errors(diffusion):
     assert r.featurizer(0.1, -1).name == "t0.1_layer3"
 
 
-def test_long_sequences_are_cut_to_max_len(diffusion):
-    r = rep(diffusion, max_len=10)
+def test_long_sequences_are_cut_to_max_len_when_asked(diffusion):
+    r = rep(diffusion, max_len=10, long="truncate")
     f = r.features(SEQS, IDS, [None])
     assert f["lengths"].tolist() == [10, 3, 10, 9]
     np.testing.assert_allclose(f["latent"][0], r.features([SEQS[0][:10]], ["x"])["latent"][0], atol=1e-5)
+
+
+@pytest.mark.parametrize("length,width", [(5, 10), (10, 10), (11, 10), (22, 10), (60, 10), (61, 7), (100, 1)])
+def test_windows_own_every_residue_once_from_the_most_central_window(length, width):
+    from lsdkit.represent import windows
+    ws = windows(length, width)
+    owner = np.full(length, -1)
+    for k, (start, a, b) in enumerate(ws):
+        assert 0 <= start and start + min(width, length) <= length and 0 <= a < b <= min(width, length)
+        assert (owner[start + a:start + b] == -1).all()
+        owner[start + a:start + b] = k
+    assert (owner >= 0).all()
+    centres = np.array([start + min(width, length) / 2 for start, _, _ in ws])
+    for p in range(length):      # no window covering p has its centre nearer than the owner's (ties allowed)
+        covering = [k for k, (start, _, _) in enumerate(ws) if start <= p < start + width]
+        best = min(abs(p + 0.5 - centres[k]) for k in covering)
+        assert abs(p + 0.5 - centres[owner[p]]) <= best + 0.5
+
+
+def test_long_sequences_are_windowed_not_truncated(diffusion, capsys):
+    """Each residue's features come from the window where it is most central, computed exactly as
+    that window alone would be (noise included); the pooled vector is the mean of those rows."""
+    from lsdkit.represent import windows
+    r = rep(diffusion, max_len=10)
+    res = r.features(SEQS, IDS, [None, 0.5], 2, per_residue=True)
+    assert "2 of 4 sequences are longer than the window of 10" in capsys.readouterr().err
+    pooled = r.features(SEQS, IDS, [None, 0.5], 2)
+    assert pooled["lengths"].tolist() == [len(s) for s in SEQS]
+    for key in ("latent", "t0.5_layer2"):
+        for i, s in enumerate(SEQS):
+            rows = res[key][i]
+            assert rows.shape[0] == len(s)
+            np.testing.assert_allclose(pooled[key][i], rows.mean(0), atol=1e-5)
+            for start, a, b in windows(len(s), 10):
+                alone = r.features([s[start:start + 10]], ["w"], [None, 0.5], 2, per_residue=True)[key][0]
+                np.testing.assert_allclose(rows[start + a:start + b], alone[a:b], atol=1e-5)
+    assert r.counters["windowed"] == 4
 
 
 # --- lsdkit embed ------------------------------------------------------------------------------------
@@ -199,3 +236,22 @@ def test_embed_cli_errors(diffusion, tmp_path, capsys, content, args, message):
     rc = cli.main(["embed", "--checkpoint", str(ckpt), "--input", str(csv), "--out", str(tmp_path / "o.npz"), *args])
     assert rc == 2 and message in capsys.readouterr().err
     assert not (tmp_path / "o.npz").exists()
+
+
+def test_per_residue_task_with_sequences_longer_than_the_window(diffusion):
+    """A per-residue task whose proteins are longer than the model's window: every residue gets its
+    features (overlapping windows), so the probe sees one row per labelled residue."""
+    from lsdkit.data.tasks import Record, TaskData, TaskSpec
+    from lsdkit.probe import task_arrays
+    rng = np.random.default_rng(0)
+    residues = "ACDEFGHIKLMNPQRSTVWY"
+
+    def record(name, n):
+        seq = "".join(rng.choice(list(residues), n))
+        return Record(name, seq, rng.integers(0, 3, n).astype(np.int8))
+    splits = {s: [record(f"{s}{i}", n) for i, n in enumerate((25, 9, 31))] for s in ("train", "valid", "test")}
+    spec = TaskSpec(name="toy_ss", source="", kind="residue_multiclass", metric="accuracy", protocol="toy",
+                    description="")
+    task = TaskData(spec=spec, splits=splits, classes=("H", "E", "C"))
+    X, Y = task_arrays(task, rep(diffusion, max_len=10).featurizer(0.5, 1))
+    assert X["test"].shape == (25 + 9 + 31, 64) and len(Y["test"]) == 65

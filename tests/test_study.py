@@ -10,7 +10,7 @@ from lsdkit.study import Study, study_config
 
 
 SMALL = dict(encoders=("tn", "mlm"), encoder_steps=6, diffusion_steps=4, batch_tokens=2048, ts=(0.1, 0.6),
-             max_train_rows=400, max_valid_rows=100, warmup_steps=2)
+             max_train_rows=400, max_valid_rows=100, warmup_steps=2, curve_tasks=("go_mf_sp14",))
 
 
 @pytest.fixture(scope="module")
@@ -43,6 +43,28 @@ def test_run_writes_table_and_findings(study):
     verdicts = re.findall(r"^\d\. \*\*(.+?)\*\*", md, flags=re.M)
     assert len(verdicts) == 3 and verdicts[0] in ("partly tested", "contradicted")   # finding 1 needs LSD-NM
     assert verdicts[2] == "not tested"                                                 # so does finding 3
+
+
+def test_learning_curve_probes_the_kept_checkpoints(study):
+    """encoder_steps=6 keeps steps 1, 2, 3 (1/8, 1/4, 1/2, rounded) besides the last; each is probed
+    on validation, plotted against tokens = steps x token budget, with the baselines as levels."""
+    d = study.run_dir
+    for name in ("tn", "mlm"):
+        assert {p.name for p in (d / name).glob("step_*")} >= {"step_000001", "step_000002", "step_000003"}
+    curve = pd.read_csv(d / "learning_curve.csv")
+    learned = curve.dropna(subset=["tokens"])
+    assert set(learned.representation) == {"LSD-TN", "MLM"}
+    for _, r in learned.groupby("representation"):
+        assert sorted(r.step) == [1, 2, 3, 6] and (r.tokens == r.step * 2048).all()
+    floors = curve[curve.tokens.isna()]
+    assert set(floors.representation) == {"composition", "dipeptide"}
+    assert (curve.split == "valid").all() and (curve.metric == "fmax").all() and curve.value.between(0, 1).all()
+    assert (d / "learning_curve.png").stat().st_size > 10_000
+    # the final point is the study's encoder: its score is the sweep's latent row on validation
+    sweep = pd.read_csv(d / "sweep.csv")
+    latent = sweep[(sweep.representation == "LSD-TN") & sweep.t.isna() & (sweep.split == "valid")
+                   & (sweep.metric == "fmax")].value.iloc[0]
+    assert learned[(learned.representation == "LSD-TN") & (learned.step == 6)].value.iloc[0] == pytest.approx(latent)
 
 
 def test_rerun_loads_instead_of_training_and_reuses_the_sweep(study):
@@ -116,3 +138,62 @@ def test_study_passes_warmup_and_time_caps(tmp_path, monkeypatch):
         st._train("diffusion_tn", lambda: None, 5, cfg.diffusion_minutes)
     assert calls[-1].max_minutes == 1.5
     assert calls[-1].warmup_steps == 5 and calls[-1].max_steps == 5       # warm-up capped at the budget
+
+
+def test_presets_are_consistent():
+    """Every study preset names registered tasks and builds; the `cpu` preset keeps the issue's
+    budget: at least 10x the `small` study's training tokens per encoder and 1,000 denoiser steps,
+    on DeepLoc-10, metal-ion binding and thermostability, with learning curves."""
+    import torch
+
+    from lsdkit.data.tasks import TASKS
+    from lsdkit.models.presets import build_encoder
+    from lsdkit.study import STUDY_PRESETS
+    for name, c in STUDY_PRESETS.items():
+        assert set(c.tasks) | set(c.curve_tasks) <= set(TASKS), name
+        with torch.device("meta"):
+            for enc in c.encoders:
+                assert build_encoder(enc, c.preset).config.max_len <= (c.diffusion_batch_tokens or c.batch_tokens)
+    cpu, small = STUDY_PRESETS["cpu"], STUDY_PRESETS["small"]
+    assert cpu.encoder_steps * cpu.batch_tokens >= 10 * small.encoder_steps * small.batch_tokens
+    assert cpu.diffusion_steps >= 1000
+    assert {"deeploc10", "metal_ion_binding", "thermostability"} <= set(cpu.tasks) and cpu.curve_tasks
+
+
+def test_gpu_preset_runs_at_tiny_scale(tmp_path, monkeypatch):
+    """The `gpu` preset's pipeline (its t grid, learning curves on two tasks, unbounded probe rows)
+    at tiny scale on the CPU, with the bundled sample's task standing in for its tasks."""
+    monkeypatch.delenv("LSDKIT_DATA", raising=False)
+    cfg = study_config("gpu", preset="tiny", encoders=("nm",), encoder_steps=8, diffusion_steps=4,
+                       max_minutes=None, diffusion_minutes=None, warmup_steps=2, batch_tokens=2048,
+                       tasks=("go_mf_sp14",), curve_tasks=("go_mf_sp14",))
+    st = Study(tmp_path, cfg, progress=False)
+    table = st.run()
+    assert set(table.row) >= {"LSD-NM latent", "Diffusion on LSD-NM", "Composition"}
+    curve = pd.read_csv(tmp_path / "learning_curve.csv").dropna(subset=["tokens"])
+    assert sorted(curve.step) == [1, 2, 4, 8]
+
+
+def test_a_finished_model_is_not_reused_by_a_different_configuration(study):
+    from lsdkit.study import StudyError
+    other = Study(study.run_dir, study_config("tiny", **{**SMALL, "encoder_steps": 7}), progress=False)
+    with pytest.raises(StudyError, match=r"tn was trained by a different study configuration .*max_steps=6.*max_steps=7"):
+        other.autoencoder("tn")
+    assert Study(study.run_dir, study_config("tiny", **SMALL), progress=False).autoencoder("tn") is not None
+
+
+@pytest.mark.parametrize("override,message", [
+    (dict(tasks=("go_mf_sp14", "nope")), "tasks: unknown task 'nope'"),
+    (dict(curve_tasks=("nope",)), "curve_tasks: unknown task 'nope'"),
+    (dict(baselines=("compositon",)), "baselines: unknown featurizer 'compositon'"),
+    (dict(ts=(0.1, 1.5)), "every t must lie in"),
+    (dict(encoder_steps=0), "encoder_steps must be >= 1"),
+    (dict(max_minutes=-1.0), "max_minutes must be > 0"),
+    (dict(preset="huge"), "unknown model preset 'huge'"),
+    (dict(long_sequences="cut"), "long_sequences 'cut'"),
+])
+def test_study_arguments_are_checked_before_any_training(tmp_path, override, message):
+    from lsdkit.errors import ArgumentError
+    with pytest.raises(ArgumentError, match=re.escape(message)):
+        Study(tmp_path / "run", study_config("tiny", **override), progress=False)
+    assert not (tmp_path / "run").exists()

@@ -57,7 +57,7 @@ def test_custom_csv_multiclass_with_splits(tmp_path):
     assert [r.sequence for r in t.splits["train"]] == ["MKV", "MKL", "MKX"]   # validated and cleaned
     assert t.labels("train").tolist() == [2, 0, 1] and t.spec.protocol == "custom"
     b = load_custom_task(write(tmp_path, "b.csv", "id,sequence,label\n" + _many(60, lambda i: i % 2)))
-    assert b.kind == "binary" and b.classes == ("0", "1") and b.spec.extra_metrics == ("auroc",)
+    assert b.kind == "binary" and b.classes == ("0", "1") and b.spec.extra_metrics == ("auroc", "auprc", "macro_f1", "balanced_accuracy", "mcc")
 
 
 @pytest.mark.parametrize("labels,kind", [
@@ -110,7 +110,8 @@ def test_custom_pair_and_residue_tasks(tmp_path):
 
 
 @pytest.mark.parametrize("text,kwargs,message", [
-    ("id,seq,label\na,MKV,1\n", {}, r"bad\.csv: missing column\(s\) 'sequence' \(found: id, seq, label\)"),
+    ("id,residues,label\na,MKV,1\n", {}, r"bad\.csv: missing column\(s\) 'sequence' \(or seq\) "
+                                          r"\(found: id, residues, label\)"),
     ("id,sequence,label\na,MKV,\n", {}, r"bad\.csv:2: empty label"),
     ("id,sequence,label\na,MKV,1\na,MKL,2\n", {}, r"bad\.csv:3: duplicate id 'a' \(first at line 2\)"),
     ("id,sequence,label\na,MKV,1\nb,MK1V,2\n", {}, r"bad\.csv:3: record 'b': position 3: invalid residue '1'"),
@@ -240,3 +241,117 @@ def test_kmer_homologue_filter():
     assert kmer_homologues(queries, [target]) == {"same", "half"}
     # "half": 12 of its 17 distinct 5-mers are in the target (0.71)
     assert kmer_homologues(queries, [target], min_shared=0.75) == {"same"}
+
+
+# --- faults: non-finite labels, corrupt compressed files, every bad record at once -----------------
+@pytest.mark.parametrize("bad", ["nan", "NaN", "inf", "-inf", "Infinity"])
+@pytest.mark.parametrize("kind", [None, "regression"])
+def test_non_finite_label_names_file_and_record(tmp_path, bad, kind):
+    p = write(tmp_path, "tm.csv", "id,sequence,label\n" + _many(30, lambda i: f"{i / 3:.2f}")
+              + f"broken,MKVL,{bad}\n")
+    with pytest.raises(TaskError, match=rf"tm\.csv:32: record 'broken': label '{bad}' is not a finite number"):
+        load_custom_task(p, kind)
+
+
+def test_non_finite_label_in_a_registered_loader_names_the_file(tmp_path):
+    import json
+    import lzma
+
+    from lsdkit.data.task_loaders import saprot_json
+    (tmp_path / "Thermostability_ESMFold_config.json").write_text(
+        json.dumps({"problem_type": "regression", "num_labels": 1}))
+    for split, label in (("valid", 40.5), ("test", float("nan"))):
+        with lzma.open(tmp_path / f"Thermostability_{split}.json.xz", "wt") as fh:
+            fh.write(json.dumps({"name": "P1", "aa_seq": "MKV", "label": 41.0}) + "\n")
+            fh.write(json.dumps({"name": "P2", "aa_seq": "MKL", "label": label}) + "\n")
+    with pytest.raises(TaskError, match=r"Thermostability_test\.json\.xz: record 'P2': label nan is not a finite"):
+        saprot_json(tmp_path, "Thermostability")
+
+
+def _truncate(path: Path) -> Path:
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+    return path
+
+
+@pytest.mark.parametrize("suffix", [".csv.gz", ".csv.xz", ".csv.bz2", ".fasta.gz"])
+def test_truncated_compressed_task_file_names_the_file(tmp_path, suffix):
+    import bz2
+    import gzip
+    import lzma
+    opener = {".gz": gzip.open, ".xz": lzma.open, ".bz2": bz2.open}[Path(suffix).suffix]
+    p = tmp_path / f"task{suffix}"
+    body = ("".join(f">r{i}\nMKV{'ACDEFGHIK' * 40}\n" for i in range(400)) if "fasta" in suffix
+            else "id,sequence,label\n" + _many(4000, lambda i: i % 2))
+    with opener(p, "wt") as fh:
+        fh.write(body)
+    _truncate(p)
+    labels = write(tmp_path, "l.csv", "id,label\n" + "".join(f"r{i},{i % 2}\n" for i in range(400)))
+    with pytest.raises(TaskError if "csv" in suffix else Exception,
+                       match=rf"task{suffix.replace('.', r'.')}.*cannot read") as info:
+        load_custom_task(p, labels=labels if "fasta" in suffix else None)
+    from lsdkit.errors import LsdkitError
+    assert isinstance(info.value, LsdkitError)
+
+
+def test_truncated_registered_task_file_names_the_file(tmp_path):
+    import json
+    import lzma
+
+    from lsdkit.data.task_loaders import saprot_json
+    (tmp_path / "MetalIonBinding_ESMFold_config.json").write_text(
+        json.dumps({"problem_type": "single_label_classification", "num_labels": 2}))
+    for split in ("valid", "test"):
+        with lzma.open(tmp_path / f"MetalIonBinding_{split}.json.xz", "wt") as fh:
+            for i in range(3000):
+                fh.write(json.dumps({"name": f"P{i}", "aa_seq": "MKVLAAGG" * 20, "label": i % 2}) + "\n")
+    _truncate(tmp_path / "MetalIonBinding_test.json.xz")
+    with pytest.raises(TaskError, match=r"MetalIonBinding_test\.json\.xz: (cannot read|\d+: not a JSON)"):
+        saprot_json(tmp_path, "MetalIonBinding")
+
+
+def test_every_bad_record_is_reported_at_once_or_skipped(tmp_path):
+    p = write(tmp_path, "many.csv", "id,sequence,label\n" + _many(40, lambda i: "x" if i % 2 else "y")
+              + "b1,MK1V,x\nb2,MKV,\nr3,MKV,y\nb4,MKV,nan\nb5,MK*V*Z9,y\nb6,MK#,x\nb7,MK2,y\n")
+    with pytest.raises(TaskError) as info:
+        load_custom_task(p)
+    msg = str(info.value)
+    assert "7 bad record(s) (4 invalid sequence, 1 duplicate id, 1 empty label, 1 non-finite label)" in msg
+    assert "many.csv:42: record 'b1'" in msg and "many.csv:43: empty label" in msg
+    assert "many.csv:44: duplicate id 'r3' (first at line 5)" in msg and "... and 2 more" in msg
+    assert "--on-bad skip" in msg
+    t = load_custom_task(p, on_bad="skip")
+    assert sum(t.sizes().values()) == 40 and t.kind == "binary"
+    assert any(n.startswith("dropped 7 bad record(s) (") and "invalid sequence" in n for n in t.notes)
+    assert t.notes[0] == "kind binary (inferred: 2 distinct text labels), 2 classes"
+
+
+def test_column_mapping_aliases_and_separator(tmp_path):
+    p = write(tmp_path, "mine.tsv", "Entry\tSeq\tGO terms\tfold\n"
+              + "".join(f"P{i}\tMKV{'ACDEFGHIK'[i % 9]}L\t{'a|b' if i % 3 else 'b'}\t"
+                        f"{['train', 'train', 'valid', 'test'][i % 4]}\n" for i in range(40)))
+    with pytest.raises(TaskError, match=r"missing column\(s\) 'label' \(or target\)"):
+        load_custom_task(p)
+    with pytest.raises(TaskError, match=r"--label-col 'terms' is not a column \(found: entry, seq, go terms, fold\)"):
+        load_custom_task(p, label_col="terms")
+    t = load_custom_task(p, label_col="GO terms", split_col="fold", sep="|")
+    assert t.kind == "multilabel" and t.classes == ("a", "b") and t.spec.protocol == "custom"
+    assert t.splits["train"][0].id == "P0" and t.sizes() == {"train": 20, "valid": 10, "test": 10}
+    assert "multilabel separator '|'" in t.notes[0]
+
+
+def test_duplicates_are_reported_and_can_be_grouped(tmp_path):
+    from lsdkit.data.tasks import describe_duplicates, duplicate_report
+    rows = "".join(f"r{i},MKVL{'ACDEFGHIK'[i % 9]},{i % 2},{['train', 'valid', 'test', 'train'][i % 4]}\n"
+                   for i in range(36))
+    p = write(tmp_path, "dup.csv", "id,sequence,label,split\n" + rows)
+    t = load_custom_task(p)
+    rep = duplicate_report(t)
+    # 9 distinct sequences over 36 records; sequence i%9 lands in the splits of i%4 for i ≡ i%9 (mod 9)
+    seqs = {s: [r.sequence for r in t.splits[s]] for s in ("train", "valid", "test")}
+    assert rep["train/test"] == sum(x in set(seqs["train"]) for x in seqs["test"]) > 0
+    assert rep["within_train"] == len(seqs["train"]) - len(set(seqs["train"]))
+    assert "exact duplicate sequences across splits" in describe_duplicates(t)
+    g = load_custom_task(p, duplicates="group")
+    assert not any(v for k, v in duplicate_report(g).items() if "/" in k)
+    assert sum(g.sizes().values()) == 36 and any(n.startswith("duplicates grouped: ") for n in g.notes)

@@ -15,7 +15,7 @@ from lsdkit.data.fasta import read_fasta
 from lsdkit.models.autoencoder import Autoencoder
 from lsdkit.models.presets import autoencoder_config
 from lsdkit.cli import main
-from lsdkit.train import (TrainConfig, Trainer, TrainingDiverged, fit, lr_at, rng_state, seed_everything,
+from lsdkit.train import (RunExists, TrainConfig, Trainer, TrainingDiverged, fit, lr_at, rng_state, seed_everything,
                           set_rng_state)
 
 torch.set_num_threads(1)
@@ -241,3 +241,131 @@ def test_fit_is_what_the_command_runs(fixture_fasta, tmp_path):
     assert _losses(tmp_path / "lib", "train", "loss") == _losses(tmp_path / "cli", "train", "loss")
     a, b = load_model(tmp_path / "lib"), load_model(tmp_path / "cli")
     assert all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values()))
+
+
+def test_milestone_checkpoints_are_written_and_never_pruned(fixture_fasta, tmp_path):
+    """Learning-curve milestones: checkpointed even between the regular ones, and kept although
+    ``keep_checkpoints`` prunes every other old step directory."""
+    train, valid = _loaders(fixture_fasta)
+    seed_everything(0)
+    cfg = _cfg(max_steps=9, ckpt_every=4, keep_checkpoints=1, milestones=(1, 3))
+    Trainer(_model(), train, valid, cfg, run_dir=tmp_path).fit()
+    assert sorted(p.name for p in tmp_path.glob("step_*")) == ["step_000001", "step_000003", "step_000009"]
+    assert latest_checkpoint(tmp_path).name == "step_000009"
+    assert load_trainer_state(tmp_path / "step_000003")["step"] == 3
+
+
+# --- faults: an existing run, a diverged validation, stale staging, an empty corpus ------------------
+def _strict_json_lines(path):
+    def refuse(name):
+        raise ValueError(f"bare {name} in {path}")
+    return [json.loads(ln, parse_constant=refuse) for ln in path.read_text().splitlines()]
+
+
+def test_validation_nan_is_a_divergence_naming_the_last_validated_checkpoint(fixture_fasta, tmp_path):
+    train, valid = _loaders(fixture_fasta)
+    model = _model()
+    trainer = Trainer(model, train, valid, _cfg(ckpt_every=2, eval_every=4), run_dir=tmp_path)
+    real = model.validation_metrics
+
+    def validation_metrics(batch):                       # validations at steps 4 (finite) and 8 (NaN)
+        out = real(batch)
+        return {k: (float("nan") if trainer.step >= 8 and k == "recon_ce" else v) for k, v in out.items()}
+
+    model.validation_metrics = validation_metrics
+    with pytest.raises(TrainingDiverged) as info:
+        trainer.fit()
+    msg = str(info.value)
+    assert "diverged at step 8: validation recon_ce is nan" in msg
+    assert f"the newest whose validation was finite, is {tmp_path / 'step_000004'}" in msg
+    assert "later step_000006: not validated" in msg and "good checkpoint step_000006" not in msg
+    assert sorted(p.name for p in tmp_path.glob("step_*")) == ["step_000002", "step_000004", "step_000006"]
+    rows = _strict_json_lines(tmp_path / "metrics.jsonl")           # valid JSON: null, never a bare NaN
+    bad = [r for r in rows if r["split"] == "valid" and r["step"] == 8]
+    assert len(bad) == 1 and bad[0]["recon_ce"] is None and bad[0]["recon_acc"] is not None
+
+
+def test_write_metrics_never_writes_a_bare_nan(tmp_path):
+    trainer = Trainer(_model(), [], None, _cfg(), run_dir=tmp_path)
+    trainer._write_metrics({"split": "train", "step": 1, "loss": float("inf"), "kl": float("nan"), "acc": 0.5})
+    assert _strict_json_lines(tmp_path / "metrics.jsonl") == [
+        {"split": "train", "step": 1, "loss": None, "kl": None, "acc": 0.5}]
+
+
+@pytest.mark.parametrize("bad", [dict(max_steps=0), dict(max_steps=-5), dict(lr=0.0), dict(lr=float("nan")),
+                                 dict(log_every=0), dict(batch_tokens=0), dict(keep_checkpoints=0),
+                                 dict(max_minutes=-1.0)])
+def test_train_config_refuses_values_no_run_can_use(bad):
+    field = next(iter(bad))
+    with pytest.raises(ArgumentError, match=rf"TrainConfig\.{field}: expected"):
+        TrainConfig(**bad)
+
+
+TRAIN_FAST = ["--preset", "tiny", "--batch-tokens", "2048", "--eval-every", "2", "--ckpt-every", "2",
+              "--no-progress", "--threads", "1", "--warmup-steps", "1", "--max-steps", "2", "--log-every", "1"]
+
+
+def _train(out, data, *extra):
+    return main(["train", "autoencoder", "--variant", "nm", "--data", str(data), "--out", str(out),
+                 *TRAIN_FAST, *extra])
+
+
+def _snapshot(folder):
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def test_rerun_into_an_existing_run_is_refused_then_overwritten(fixture_fasta, tmp_path, capsys):
+    run = tmp_path / "run"
+    assert _train(run, fixture_fasta) == 0
+    before = _snapshot(run)
+    capsys.readouterr()
+    assert _train(run, fixture_fasta) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("lsdkit: error: ") and str(run) in err[0]
+    assert "--resume" in err[0] and "--overwrite" in err[0] and "metrics.jsonl" in err[0]
+    assert _snapshot(run) == before                                  # nothing touched
+    # the library path refuses too; resume=True (what the study calls) still continues
+    seed_everything(0)
+    with pytest.raises(RunExists, match="--resume"):
+        fit(Autoencoder(autoencoder_config("tiny", "nm")), fixture_fasta, TrainConfig(max_steps=2), run)
+    (run / "notes.txt").write_text("mine")
+    assert _train(run, fixture_fasta, "--overwrite", "--max-steps", "3") == 0
+    out = capsys.readouterr().out
+    assert "--overwrite: cleared" in out
+    steps = [r["step"] for r in _strict_json_lines(run / "metrics.jsonl") if r["split"] == "train"]
+    assert steps == [1, 2, 3] and (run / "notes.txt").read_text() == "mine"     # the old lines are gone
+    assert [p.name for p in run.glob("step_*")] and latest_checkpoint(run).name == "step_000003"
+
+
+def test_stale_staging_directories_are_removed_on_the_next_start(fixture_fasta, tmp_path, capsys):
+    run = tmp_path / "run"
+    assert _train(run, fixture_fasta) == 0
+    stale = [run / ".step_000004.k3j_x9az.tmp", run / ".step_000002.ab12cd34.old"]
+    for d in stale:
+        d.mkdir()
+        (d / "model.safetensors").write_bytes(b"half")
+    (run / ".latest.zz9_q1.tmp").write_text("step_")
+    keep = run / ".hidden_user_dir"
+    keep.mkdir()
+    assert _train(run, fixture_fasta, "--resume", "--max-steps", "4") == 0
+    assert "removed 3 leftover(s) of an interrupted checkpoint write" in capsys.readouterr().out
+    assert not any(d.exists() for d in stale) and not (run / ".latest.zz9_q1.tmp").exists() and keep.is_dir()
+    assert latest_checkpoint(run).name == "step_000004"
+
+
+def test_corpus_of_only_too_short_records_names_the_filter(tmp_path, capsys):
+    short = tmp_path / "short.fasta"
+    short.write_text("".join(f">s{i}\nMKVLA{'ACDEF'[i % 5]}\n" for i in range(12)))
+    assert _train(tmp_path / "run", short) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "no training sequences left" in err[0]
+    assert "of 12 records read, 12 shorter than min_len=30" in err[0] and str(short) in err[0]
+    assert not (tmp_path / "run" / "metrics.jsonl").exists()
+
+
+def test_corpus_summary_is_printed_when_training_starts(fixture_fasta, tmp_path, capsys):
+    assert _train(tmp_path / "run", fixture_fasta) == 0
+    lines = [ln for ln in capsys.readouterr().out.splitlines() if "corpus:" in ln]
+    assert len(lines) == 1
+    assert "64 records read" in lines[0] and "kept" in lines[0] and "cropped to it" in lines[0]
+    assert "shorter than min_len=30" in lines[0] and str(fixture_fasta) in lines[0]

@@ -24,6 +24,7 @@ COMMAND_MODULES = (
     "lsdkit.cli.embed",
     "lsdkit.cli.notebooks",
     "lsdkit.cli.probe",
+    "lsdkit.cli.geometry",
     "lsdkit.cli.study",
 )
 

@@ -105,6 +105,106 @@ def names(choices, noun: str = "name") -> Callable[[str], tuple[str, ...]]:
     return convert
 
 
+# --- tasks: registered names or your own files ----------------------------------------------------------
+TASK_FILE_SUFFIXES = (".csv", ".tsv", ".tab", ".fasta", ".fa", ".faa", ".fas")
+
+
+def _looks_like_file(text: str) -> bool:
+    from pathlib import Path
+    name = text.lower()
+    for z in (".gz", ".xz", ".bz2"):
+        name = name.removesuffix(z)
+    return Path(text).exists() or "/" in text or name.endswith(TASK_FILE_SUFFIXES)
+
+
+def task_refs(choices, allow_all: bool = False) -> Callable[[str], tuple[str, ...]]:
+    """Comma-separated tasks: registered names (``choices``, a list or a function giving it), ``all``
+    if allowed, or paths of task files (CSV/TSV/FASTA, optionally compressed), which must exist."""
+    def convert(text: str) -> tuple[str, ...]:
+        from pathlib import Path
+        known = list(choices() if callable(choices) else choices) + (["all"] if allow_all else [])
+        values = tuple(x.strip() for x in text.split(",") if x.strip())
+        if not values:
+            raise argparse.ArgumentTypeError("expected at least one task name or task file")
+        for v in values:
+            if v in known:
+                continue
+            if _looks_like_file(v):
+                if not Path(v).is_file():
+                    raise argparse.ArgumentTypeError(f"task file {v!r} does not exist")
+                continue
+            raise argparse.ArgumentTypeError(f"unknown task {v!r}; choose from {', '.join(known)}, or give a "
+                                             f"task file ({', '.join(TASK_FILE_SUFFIXES)})")
+        return values
+    return convert
+
+
+def add_task_file_arguments(p: argparse.ArgumentParser) -> None:
+    """How a task file (``--task PATH``) is read: column mapping, kind, bad records, duplicates."""
+    from lsdkit.data.tasks import DUPLICATES, LABEL_KINDS, ON_BAD
+    g = p.add_argument_group("task files", "for a CSV/TSV/FASTA task given as a path (lsdkit.data.tasks."
+                                           "load_custom_task)")
+    g.add_argument("--labels", default=None, help="a FASTA task's labels: CSV/TSV with id, label[, split]")
+    g.add_argument("--id-col", default=None, help="id column (default: id, name, accession or entry; else row numbers)")
+    g.add_argument("--seq-col", default=None, help="sequence column (default: sequence or seq)")
+    g.add_argument("--label-col", default=None, help="label column (default: label or target)")
+    g.add_argument("--split-col", default=None,
+                   help="split column with train/valid/test (default: split; absent: a stable hash split of the id)")
+    g.add_argument("--kind", default=None, choices=LABEL_KINDS, help="label kind (default: inferred, and printed "
+                                                                     "with the reason)")
+    g.add_argument("--multilabel-sep", default=";", help="separator of a multilabel label's terms (default ;)")
+    g.add_argument("--on-bad", default="error", choices=ON_BAD,
+                   help="bad records: error (default; all reported at once) or skip (dropped, counted)")
+    g.add_argument("--duplicates", default="keep", choices=DUPLICATES,
+                   help="exact duplicate sequences across splits: keep (reported) or group (moved to the split of "
+                        "the first occurrence)")
+
+
+TASK_FILE_FLAGS = {"labels": None, "id_col": None, "seq_col": None, "label_col": None, "split_col": None,
+                   "kind": None, "multilabel_sep": ";", "on_bad": "error", "duplicates": "keep"}
+
+
+def check_task_file_arguments(args, tasks) -> None:
+    """The task-file flags apply only when a task is a file (and ``--labels`` only to a FASTA one)."""
+    from lsdkit.data.tasks import is_fasta_path
+    files = [t for t in tasks if _looks_like_file(t)]
+    for name, default in TASK_FILE_FLAGS.items():
+        if getattr(args, name) != default and not files:
+            raise flag_error("--" + name.replace("_", "-"), "applies only to a task file (give --task PATH)")
+    if args.labels is not None and not any(is_fasta_path(f) for f in files):
+        raise flag_error("--labels", "applies only to a FASTA task file")
+    if not args.multilabel_sep:
+        raise flag_error("--multilabel-sep", "must not be empty")
+    fasta = [f for f in files if is_fasta_path(f)]
+    if fasta and args.labels is None:
+        raise flag_error("--labels", f"the FASTA task {fasta[0]} needs --labels FILE (id, label[, split])")
+
+
+def load_task_ref(args, ref: str):
+    """A task argument as what run_probe / sweep_task take: a registered name, or a loaded task file."""
+    if not _looks_like_file(ref):
+        return ref
+    from lsdkit.data.tasks import is_fasta_path, load_custom_task
+    return load_custom_task(ref, args.kind, labels=args.labels if is_fasta_path(ref) else None,
+                            id_col=args.id_col, seq_col=args.seq_col, label_col=args.label_col,
+                            split_col=args.split_col, sep=args.multilabel_sep, on_bad=args.on_bad,
+                            duplicates=args.duplicates)
+
+
+def describe_task(task) -> list[str]:
+    """Lines printed before a task is probed: a task file's kind (with the reason), classes, sizes and
+    notes (dropped records); for every task, exact duplicate sequences across its splits."""
+    from lsdkit.data.tasks import describe_duplicates
+    lines = []
+    if task.spec.protocol.startswith("custom"):
+        sizes = "/".join(str(n) for n in task.sizes().values())
+        lines.append(f"task {task.name} ({task.spec.source}): {task.notes[0]}; train/valid/test {sizes} records; "
+                     f"metric {task.spec.metric}")
+        lines += [f"task {task.name}: {n}" for n in task.notes[1:]]
+    lines.append(describe_duplicates(task))
+    return lines
+
+
 # --- the options every training command shares ---------------------------------------------------------
 def add_train_arguments(p: argparse.ArgumentParser, default_preset: str = "small") -> None:
     """Data, run directory, budget, resume, seed: the options of every ``lsdkit train`` target."""
@@ -118,7 +218,11 @@ def add_train_arguments(p: argparse.ArgumentParser, default_preset: str = "small
     p.add_argument("--out", required=True, help="run directory (metrics.jsonl, checkpoints)")
     p.add_argument("--max-steps", type=positive_int, default=d.max_steps)
     p.add_argument("--max-minutes", type=positive_float, default=None)
-    p.add_argument("--resume", action="store_true", help="continue from the run directory's latest checkpoint")
+    again = p.add_mutually_exclusive_group()
+    again.add_argument("--resume", action="store_true", help="continue from the run directory's latest checkpoint")
+    again.add_argument("--overwrite", action="store_true",
+                       help="clear a previous run in --out (metrics.jsonl, checkpoints) and start again; without "
+                            "--resume or --overwrite an existing run is refused")
     p.add_argument("--batch-tokens", type=positive_int, default=d.batch_tokens,
                    help="tokens per batch (per process); at least the model's max_len")
     p.add_argument("--limit", type=positive_int, default=None, help="use only the first N corpus records")

@@ -25,7 +25,9 @@ def add_commands(sub) -> None:
     p.add_argument("--seed", type=int, default=0, help="noise seed (default 0)")
     p.add_argument("--max-tokens", type=positive_int, default=16384, help="tokens per denoiser call")
     p.add_argument("--max-len", type=positive_int, default=None,
-                   help="cut longer sequences (default: the model's max_len)")
+                   help="the window (default and upper bound: the model's trained max_len)")
+    p.add_argument("--long", choices=("window", "truncate"), default="window",
+                   help="longer sequences: overlapping windows (default) or cut to their first --max-len residues")
     p.add_argument("--cache", default=None, help="feature cache directory (re-runs load from it)")
     p.add_argument("--device", type=device_name, default=None, help="auto | cpu | cuda (default: cuda when available)")
     p.set_defaults(func=_cmd_embed)
@@ -33,21 +35,23 @@ def add_commands(sub) -> None:
 
 def _cmd_embed(args) -> int:
     from lsdkit.embed import embed, read_sequences
-    from lsdkit.represent import LayerError
+    from lsdkit.represent import LayerError, MaxLenError
     from lsdkit.io import atomic_save_npz
     layers = args.layer if args.layer == "all" else list(args.layer)
     ids, seqs = read_sequences(args.input)
     try:
         arrays = embed(args.checkpoint, ids, seqs, list(args.t), layers, args.per_residue, k=args.k, seed=args.seed,
-                       max_tokens=args.max_tokens, max_len=args.max_len, cache_dir=args.cache, device=args.device)
+                       max_tokens=args.max_tokens, max_len=args.max_len, long=args.long, cache_dir=args.cache, device=args.device)
     except LayerError as e:
         raise flag_error("--layer", str(e)) from None
+    except MaxLenError as e:
+        raise flag_error("--max-len", str(e)) from None
     out = Path(args.out)
     atomic_save_npz(out, arrays)
     shapes = ", ".join(f"{k} {list(v.shape)}" for k, v in arrays.items() if k not in ("ids", "meta", "lengths"))
     print(f"wrote {len(ids)} sequences to {out}: {shapes}")
-    cut = json.loads(str(arrays["meta"]))["cut_to_max_len"]
-    if cut:
-        print(f"note: {cut} sequence(s) longer than max_len were cut to their first residues "
-              "(see 'lengths'; raise --max-len to keep more)")
+    meta = json.loads(str(arrays["meta"]))
+    if meta["cut_to_max_len"]:
+        print(f"note: {meta['cut_to_max_len']} sequence(s) longer than max_len were cut to their first residues "
+              "(--long truncate; see 'lengths')")
     return 0

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import sys
 
-from lsdkit.cli.args import names, positive_int
+from lsdkit.cli.args import (add_task_file_arguments, check_task_file_arguments, describe_task, load_task_ref,
+                             names, positive_int, task_refs)
+
+METRICS = ("macro_f1", "balanced_accuracy", "mcc", "auroc", "auprc")
 
 
 def task_names() -> list[str]:
@@ -17,41 +20,109 @@ def add_commands(sub) -> None:
     p = sub.add_parser("probe", help="probe baseline representations on the benchmark tasks",
                        description="Fit probes (hyper-parameters on valid) and score test once; "
                                    "prints a Markdown table and writes a tidy CSV.")
-    p.add_argument("--features", required=True, choices=FEATURIZERS)
-    p.add_argument("--task", required=True, type=names(lambda: [*task_names(), "all"], "task"),
-                   help="a registered task name, a comma-separated list, or 'all'")
+    p.add_argument("--features", required=True, type=_feature_name, metavar="NAME",
+                   help=f"one of {', '.join(FEATURIZERS)}, or a pretrained model: near, esm2:PATH[@LAYER] "
+                        "(ESM-2 weights on disk: a fair-esm .pt or a HuggingFace directory; LAYER default last)")
+    p.add_argument("--cache", default=None, metavar="DIR",
+                   help="where near / esm2 / unirep features are cached per sequence set "
+                        "(default $LSDKIT_CACHE/features, i.e. ~/.cache/lsdkit/features)")
+    p.add_argument("--task", required=True, type=task_refs(task_names, allow_all=True),
+                   help="a registered task name, a task file (CSV/TSV, or FASTA with --labels), a comma-separated "
+                        "list of these, or 'all'")
     p.add_argument("--data", default=None, help="data directory (default: $LSDKIT_DATA)")
     p.add_argument("--out", default=None, help="tidy results CSV to write")
     p.add_argument("--model", default="linear", choices=("linear", "mlp"))
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--max-train", type=positive_int, default=None, help="cap on training rows (default: per task)")
+    p.add_argument("--metrics", type=names(METRICS, "metric"), default=(),
+                   help="extra metrics beside each task's own, where its kind has them: "
+                        f"{', '.join(METRICS)} (task files get them by default)")
+    p.add_argument("--predictions", default=None, metavar="FILE",
+                   help="write every test record's label, prediction and score to this CSV")
+    add_task_file_arguments(p)
     p.set_defaults(func=_cmd_probe)
 
 
-def _cmd_probe(args) -> int:
-    from lsdkit.baselines import get_featurizer
-    from lsdkit.data.sources import DataError
-    from lsdkit.data.tasks import TASKS
-    from lsdkit.probe import ProbeConfig, markdown_table, result_rows, run_probe
+def _feature_name(text: str) -> str:
+    import argparse
 
-    cfg = ProbeConfig(model=args.model, seed=args.seed, max_train_rows=args.max_train)
+    from lsdkit.baselines import FEATURIZERS, is_featurizer
+    if not is_featurizer(text):
+        raise argparse.ArgumentTypeError(f"unknown features {text!r}; choose from {', '.join(FEATURIZERS)}, near, "
+                                         "esm2:PATH[@LAYER]")
+    return text
+
+
+def _featurizer(args, flat_length):
+    """The featurizer of --features (pretrained models and UniRep: built once, cached on disk)."""
+    from lsdkit.baselines import get_featurizer
+    from lsdkit.pretrained import default_cache_dir, is_spec
+    if not (is_spec(args.features) or args.features == "unirep"):
+        return get_featurizer(args.features, flat_length=flat_length)
+    if getattr(args, "_featurizer", None) is None:
+        args._featurizer = get_featurizer(args.features, cache_dir=args.cache or default_cache_dir())
+    return args._featurizer
+
+
+def _cmd_probe(args) -> int:
+    from lsdkit.data.sources import DataError
+    from lsdkit.data.tasks import TASKS, load_task, task_folds
+    from lsdkit.probe import ProbeConfig, markdown_table, prediction_rows, result_rows, run_probe
+
+    check_task_file_arguments(args, args.task)
+    cfg = ProbeConfig(model=args.model, seed=args.seed, max_train_rows=args.max_train, extra_metrics=args.metrics)
     everything = "all" in args.task
-    done, rows = [], []
-    for name in (task_names() if everything else args.task):
-        spec = TASKS[name]
+    refs = task_names() if everything else list(args.task)
+    tasks = [load_task_ref(args, ref) for ref in refs]          # task files: read (and checked) before any work
+    for task in tasks:
+        if not isinstance(task, str):
+            print("\n".join(describe_task(task)), file=sys.stderr, flush=True)
+    done, rows, predicted = [], [], []
+    for task in tasks:
+        spec = TASKS[task] if isinstance(task, str) else task.spec
         if args.features == "onehot-flat" and (spec.sequence_length is None or spec.kind == "residue_multiclass"):
             if not everything:
-                raise DataError(f"onehot-flat needs a fixed-length task; {name} has none (try gb1_*, gfp)")
+                raise DataError(f"onehot-flat needs a fixed-length task; {spec.name} has none (try gb1_*, gfp)")
             continue
-        featurizer = get_featurizer(args.features, flat_length=spec.sequence_length)
-        results = run_probe(name, featurizer, cfg, data=args.data)
+        if isinstance(task, str):
+            print(describe_task(load_task(task, args.data, task_folds(task)[0]))[-1], file=sys.stderr, flush=True)
+        featurizer = _featurizer(args, spec.sequence_length)
+        results = run_probe(task, featurizer, cfg, data=args.data)
         done.append(results)
         rows += result_rows(results)
         print(markdown_table([results]).splitlines()[-1], file=sys.stderr, flush=True)
+        folds = {r.fold: (task if not isinstance(task, str) else load_task(task, args.data, r.fold)) for r in results}
+        print(_metric_lines(results, folds), file=sys.stderr, flush=True)
+        if args.predictions:
+            predicted += [row for r in results for row in prediction_rows(folds[r.fold], r)]
     print(markdown_table(done))
     if args.out:
         write_rows_csv(args.out, rows)
+    if args.predictions:
+        write_rows_csv(args.predictions, predicted)
+        print(f"wrote {len(predicted)} test predictions to {args.predictions}", file=sys.stderr)
     return 0
+
+
+def _metric_lines(results, folds) -> str:
+    """Every test metric of a task (mean over folds) and, for a classification, the per-class report."""
+    import numpy as np
+
+    from lsdkit.probe import class_report, pooled_predictions
+    r0 = results[0]
+    scores = ", ".join(f"{m}={np.mean([r.test[m] for r in results]):.3f}" for m in r0.metrics)
+    lines = [f"{r0.task} test: {scores}"]
+    data = folds[r0.fold]
+    if data.kind in ("multiclass", "binary", "pair_binary", "residue_multiclass"):
+        p = pooled_predictions(results)
+        report = class_report(p.y, p.pred, data.classes)
+        if len(report) > 30:
+            lines.append(f"  per-class report: {len(report)} classes (--predictions writes every record)")
+        else:
+            lines.append(f"  {'class':<24} precision  recall      f1  support")
+            lines += [f"  {str(c['class'])[:24]:<24} {c['precision']:9.3f} {c['recall']:7.3f} {c['f1']:7.3f} "
+                      f"{c['support']:8d}" for c in report]
+    return "\n".join(lines)
 
 
 def write_rows_csv(path, rows: list[dict]) -> None:
@@ -59,6 +130,7 @@ def write_rows_csv(path, rows: list[dict]) -> None:
 
     from lsdkit.io import atomic_open
     with atomic_open(path, "w", newline="") as fh:
-        w = csv.DictWriter(fh, fieldnames=list(rows[0]) if rows else ["representation"])
+        fields = list(dict.fromkeys(k for row in rows for k in row)) or ["representation"]
+        w = csv.DictWriter(fh, fieldnames=fields, restval="")
         w.writeheader()
         w.writerows(rows)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from lsdkit.cli.args import device_name, positive_int
+from lsdkit.cli.args import device_name, flag_error, positive_int
 
 
 def add_commands(sub) -> None:
@@ -28,11 +28,14 @@ def _cmd_sample(args) -> int:
     from lsdkit.checkpoint import load_model
     from lsdkit.data.fasta import write_fasta
     from lsdkit.device import resolve_device
-    from lsdkit.sample import generate, reference_composition, sample_stats
+    from lsdkit.sample import LengthError, generate, reference_composition, sample_stats
     device = resolve_device(args.device)
     ref = reference_composition(args.reference)
     model = load_model(args.checkpoint, expect_kind="diffusion", map_location=device)
-    seqs = generate(model, args.n, args.length, args.steps, args.seed, args.batch_size, device)
+    try:
+        seqs = generate(model, args.n, args.length, args.steps, args.seed, args.batch_size, device)
+    except LengthError as e:
+        raise flag_error("--length", str(e)) from None
     write_fasta(args.out, [(f"sample_{i:05d}", s) for i, s in enumerate(seqs)])
     stats = sample_stats(seqs, ref)
     stats.pop("composition")

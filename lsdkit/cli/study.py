@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
-from lsdkit.cli.args import flag_error, layer_list, names, positive_float, positive_int, unit_floats
+from lsdkit.cli.args import (add_task_file_arguments, check_task_file_arguments, describe_task, flag_error,
+                             layer_list, load_task_ref, names, positive_float, positive_int, task_refs, unit_floats)
 from lsdkit.cli.probe import task_names
 
 
@@ -37,14 +39,18 @@ def add_commands(sub) -> None:
                                    "(t, layer) is chosen on validation and reported on test.")
     s.add_argument("--checkpoint", required=True)
     s.add_argument("--name", default=None, help="representation name in the table (default: checkpoint dir name)")
-    s.add_argument("--tasks", required=True, type=names(task_names, "task"), help="comma-separated task names")
+    s.add_argument("--tasks", required=True, type=task_refs(task_names),
+                   help="comma-separated registered task names and/or task files (CSV/TSV, or FASTA with --labels)")
     s.add_argument("--t", type=unit_floats, default=DEFAULT_TS,
                    help=f"levels t in [0, 1], comma separated (default {','.join(f'{t:g}' for t in DEFAULT_TS)})")
     s.add_argument("--layers", type=layer_list, default="all", help="'all' or comma-separated layer indices")
     s.add_argument("--data", default=None)
     s.add_argument("--cache", default=None, help="representation cache directory")
+    s.add_argument("--long", choices=("window", "truncate"), default="window",
+                   help="sequences longer than the model's window: overlapping windows (default) or cut")
     s.add_argument("--out", required=True, help="tidy CSV to write (the chosen keys' test predictions go "
                                                 "beside it, same name, .npz)")
+    add_task_file_arguments(s)
     s.set_defaults(func=_cmd_sweep)
 
     t = sub.add_parser("table", help="the comparison table and the paper's findings from a study directory")
@@ -74,7 +80,12 @@ def _cmd_sweep(args) -> int:
     from lsdkit.represent import LayerError, Representer
     from lsdkit.study import save_frame
     from lsdkit.sweep import sweep_task
-    rep = Representer(args.checkpoint, cache_dir=args.cache)
+    check_task_file_arguments(args, args.tasks)
+    tasks = [load_task_ref(args, ref) for ref in args.tasks]       # task files: read (and checked) before any work
+    for task in tasks:
+        if not isinstance(task, str):
+            print("\n".join(describe_task(task)), file=sys.stderr, flush=True)
+    rep = Representer(args.checkpoint, cache_dir=args.cache, long=args.long)
     layers = args.layers if args.layers == "all" else list(args.layers)
     try:
         rep.resolve_layers(layers)
@@ -82,10 +93,13 @@ def _cmd_sweep(args) -> int:
         raise flag_error("--layers", str(e)) from None
     name = args.name or Path(args.checkpoint).resolve().name
     frames, preds = [], {}
-    for task in args.tasks:
+    for task in tasks:
         got = {}
+        if isinstance(task, str):
+            print(describe_task(load_task(task, args.data, task_folds(task)[0]))[-1], file=sys.stderr, flush=True)
         frames.append(sweep_task(rep, task, name, ts=args.t, layers=layers, data=args.data, predictions=got))
-        preds.update({(name, task, k): p for k, p in got.items()})
+        task_name = task if isinstance(task, str) else task.name
+        preds.update({(name, task_name, k): p for k, p in got.items()})
     df = pd.concat(frames, ignore_index=True)
     save_predictions(Path(args.out).with_suffix(".npz"), preds)      # beside the CSV: for intervals
     save_frame(Path(args.out), df)

@@ -22,8 +22,13 @@ def add_commands(sub) -> None:
     mlm.set_defaults(func=_train_encoder, variant="mlm")
 
     d = targets.add_parser("diffusion", help="latent diffusion on a frozen autoencoder's (or MLM's) latents",
-                           description="Train a denoiser on the latents of --latents (an autoencoder or mlm checkpoint).")
-    d.add_argument("--latents", required=True, help="autoencoder or mlm checkpoint (or run) directory")
+                           description="Train a denoiser on the latents of --latents (an autoencoder or mlm checkpoint) "
+                                       "or of --encoder (a pretrained model: near, esm2:PATH).")
+    src = d.add_mutually_exclusive_group(required=True)
+    src.add_argument("--latents", help="autoencoder or mlm checkpoint (or run) directory")
+    src.add_argument("--encoder", metavar="MODEL", type=_pretrained_spec,
+                     help="a pretrained model's per-residue embeddings instead: near, or esm2:PATH[@LAYER] (ESM-2 "
+                          "weights on disk); saved by reference (path + sha256), see lsdkit.pretrained")
     d.add_argument("--prediction", default="v", choices=PREDICTIONS, help="network target (default v)")
     d.add_argument("--schedule", default="cosine", choices=sorted(SCHEDULES), help="noise schedule (default cosine)")
     cache = d.add_mutually_exclusive_group()
@@ -39,18 +44,29 @@ def add_commands(sub) -> None:
     pr.set_defaults(func=_presets)
 
 
+def _pretrained_spec(text: str) -> str:
+    import argparse
+
+    from lsdkit.pretrained import is_spec
+    if not is_spec(text):
+        raise argparse.ArgumentTypeError(f"unknown pretrained model {text!r}: near or esm2:PATH[@LAYER]")
+    return text
+
+
 def _train_encoder(args) -> int:
     from lsdkit.models.presets import build_encoder
-    from lsdkit.train import seed_everything
+    from lsdkit.train import check_run_dir, seed_everything
+    check_run_dir(args.out, resume=args.resume, overwrite=args.overwrite)     # before any work
     seed_everything(args.seed)      # the same initial weights on every rank and every rerun
     return _fit(build_encoder(args.variant, args.preset), args)
 
 
 def _train_diffusion(args) -> int:
     from lsdkit.models.diffusion import LatentDiffusion
-    from lsdkit.train import seed_everything
+    from lsdkit.train import check_run_dir, seed_everything
+    check_run_dir(args.out, resume=args.resume, overwrite=args.overwrite)     # before any work
     seed_everything(args.seed)
-    model = LatentDiffusion.from_encoder(args.latents, preset=args.preset, prediction=args.prediction,
+    model = LatentDiffusion.from_encoder(args.latents or args.encoder, preset=args.preset, prediction=args.prediction,
                                          schedule=args.schedule)
     model.use_latent_cache(False if args.no_latent_cache else (args.latent_cache or True))
     return _fit(model, args)
@@ -61,7 +77,8 @@ def _fit(model, args) -> int:
     if args.batch_tokens < model.config.max_len:
         raise flag_error("--batch-tokens", f"{args.batch_tokens} is smaller than the model's max_len "
                                            f"{model.config.max_len}: a full-length sequence would not fit a batch")
-    result = fit(model, args.data, train_config_from_args(args), args.out, resume=args.resume, limit=args.limit)
+    result = fit(model, args.data, train_config_from_args(args), args.out, resume=args.resume,
+                 overwrite=args.overwrite, limit=args.limit)
     if distributed_context()[0] == 0:
         print(result.summary(model.kind))
     return 0

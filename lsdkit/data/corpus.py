@@ -48,6 +48,10 @@ _CACHE_VERSION = 1
 _CHUNK = 8192   # records encoded per vectorised step
 
 
+class CorpusError(DataError):
+    """The corpus leaves nothing to train on; the message names the filters and their counts."""
+
+
 @dataclass
 class CorpusConfig:
     """What the corpus holds. ``cache_dir`` only changes speed, never content."""
@@ -212,7 +216,8 @@ class Corpus:
         u = np.fromiter((split_value(accs[i], cfg.split_salt) for i in self.index), float,
                         count=len(self.index))
         self.is_valid = u < cfg.val_fraction
-        stats.update(kept=len(self.index), train=int((~self.is_valid).sum()), valid=int(self.is_valid.sum()))
+        stats.update(kept=len(self.index), train=int((~self.is_valid).sum()), valid=int(self.is_valid.sum()),
+                     cropped=int((np.diff(offsets)[self.index] > cfg.max_len).sum()))
         self.stats = stats
         log.info("%s", self.summary())
 
@@ -252,13 +257,32 @@ class Corpus:
     def summary(self) -> str:
         """One line: how many records each step removed and what is left."""
         s = self.stats
-        return (f"corpus: {s['records']:,} records; dropped {s['too_short']:,} shorter than "
-                f"{self.cfg.min_len}, {s['excluded']:,} excluded ids (+{s['excluded_same_sequence']:,} "
-                f"with an excluded sequence), {s['duplicates']:,} duplicates -> {s['kept']:,} "
-                f"(train {s['train']:,}, valid {s['valid']:,})")
+        return (f"corpus: {s['records']:,} records read; dropped {s['too_short']:,} shorter than "
+                f"min_len={self.cfg.min_len}, {s['excluded']:,} excluded ids (+{s['excluded_same_sequence']:,} "
+                f"with an excluded sequence), {s['duplicates']:,} duplicates -> {s['kept']:,} kept "
+                f"(train {s['train']:,}, valid {s['valid']:,}); {s.get('cropped', 0):,} longer than "
+                f"max_len={self.cfg.max_len} are cropped to it")
+
+    def require_training_data(self, source: str = "the corpus") -> None:
+        """Raise :class:`CorpusError` (naming the filters and their counts) when the train split is empty."""
+        s = self.stats
+        if s["train"] > 0:
+            return
+        why = []
+        if s["too_short"]:
+            why.append(f"{s['too_short']:,} shorter than min_len={self.cfg.min_len}")
+        if s["excluded"] or s["excluded_same_sequence"]:
+            why.append(f"{s['excluded'] + s['excluded_same_sequence']:,} excluded (exclude_ids)")
+        if s["duplicates"]:
+            why.append(f"{s['duplicates']:,} duplicates")
+        if s["valid"]:
+            why.append(f"{s['valid']:,} went to the validation split (val_fraction={self.cfg.val_fraction})")
+        raise CorpusError(f"{source}: no training sequences left: of {s['records']:,} records read, "
+                          f"{'; '.join(why) or 'none were kept'} (use longer sequences, or a smaller min_len "
+                          f"in CorpusConfig)")
 
 
-__all__ = ["CorpusConfig", "Corpus", "SequenceDataset", "TokenBudgetBatchSampler", "EpochLoader",
+__all__ = ["CorpusConfig", "CorpusError", "Corpus", "SequenceDataset", "TokenBudgetBatchSampler", "EpochLoader",
            "collate", "make_loader", "pack_batches", "pack_sorted", "padding_fraction_of", "accession",
            "read_accessions", "encode_records", "load_encoded", "DEFAULT_FASTA",
            "SWISSPROT_2014_RECORDS"]

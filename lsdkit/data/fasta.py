@@ -24,6 +24,7 @@ import gzip
 import io
 import lzma
 import os
+import zlib
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -145,7 +146,7 @@ def read_fasta(path: str | os.PathLike | TextIO, *, unique_ids: bool = True, val
         except UnicodeDecodeError as e:
             raise FastaError(f"not a UTF-8 text file ({e.reason})", path=path,
                              line=lineno + 1) from None
-        except (OSError, EOFError, lzma.LZMAError) as e:
+        except (OSError, EOFError, lzma.LZMAError, zlib.error) as e:
             raise FastaError(f"cannot read ({e})", path=path, line=lineno + 1) from None
     if header is None:
         raise FastaError("no FASTA records in file", path=path)

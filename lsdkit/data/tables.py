@@ -15,6 +15,7 @@ import contextlib
 import csv
 import lzma
 import os
+import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +25,9 @@ from lsdkit.data.fasta import open_text
 from lsdkit.data.sources import DataError
 
 _COMPRESSED = {".gz", ".xz", ".bz2"}
+# column names the kit recognises (case-insensitive), first match wins: ``lsdkit embed`` inputs and custom tasks
+ID_COLUMNS = ("id", "name", "accession", "entry")
+SEQ_COLUMNS = ("sequence", "seq")
 
 
 @dataclass(frozen=True)
@@ -83,7 +87,7 @@ def read_table(path: str | os.PathLike | TextIO, delimiter: str | None = None, *
         raise error(f"{where}: not a UTF-8 text file ({e.reason})") from None
     except csv.Error as e:
         raise error(f"{where}:{line + 1}: {e}") from None
-    except (OSError, EOFError, lzma.LZMAError) as e:
+    except (OSError, EOFError, lzma.LZMAError, zlib.error) as e:
         raise error(f"{where}: cannot read ({e})") from None
     return Table(where, header, rows)
 
@@ -93,4 +97,4 @@ def _chain(first: str, rest):
     yield from rest
 
 
-__all__ = ["Table", "read_table"]
+__all__ = ["ID_COLUMNS", "SEQ_COLUMNS", "Table", "read_table"]

@@ -13,7 +13,9 @@ import io
 import json
 import lzma
 import zipfile
+import zlib
 from collections import defaultdict
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -22,7 +24,7 @@ from lsdkit.data.fasta import read_fasta
 from lsdkit.data.sources import DataError
 from lsdkit.data.splits import hash_split
 from lsdkit.data.tables import read_table
-from lsdkit.data.tasks import Record, clean_sequence, unique_ids
+from lsdkit.data.tasks import Record, TaskError, clean_sequence, finite_label, unique_ids
 
 SWISSPROT_FASTA = Path("swissprot2014_go_metastudent") / "swissprot2014_sequences.fasta.xz"
 SAPROT = "saprot_tasks_valid_test_sesadapter"
@@ -37,6 +39,19 @@ def _need(path: Path) -> Path:
 
 def _csv_rows(path: Path, delimiter: str = ",") -> list[dict[str, str]]:
     return read_table(_need(path), delimiter).records()
+
+
+# what a truncated or corrupt compressed file raises while it is read
+READ_ERRORS = (OSError, EOFError, lzma.LZMAError, zlib.error, zipfile.BadZipFile, UnicodeDecodeError)
+
+
+@contextmanager
+def _reading(path: Path):
+    """Turn a read failure of a (compressed) task file into a :class:`TaskError` naming the file."""
+    try:
+        yield
+    except READ_ERRORS as e:
+        raise TaskError(f"{path}: cannot read: truncated or corrupt file? ({type(e).__name__}: {e})") from None
 
 
 def _member(zf: zipfile.ZipFile, name: str) -> io.TextIOWrapper:
@@ -75,8 +90,15 @@ def deeploc10(folder: Path):
 
 def _saprot_records(folder: Path, task: str, split: str) -> list[dict]:
     path = _need(folder / f"{task}_{split}.json.xz")
-    with lzma.open(path, "rt", encoding="utf-8") as fh:
-        return [json.loads(line) for line in fh if line.strip()]
+    out = []
+    with _reading(path), lzma.open(path, "rt", encoding="utf-8") as fh:
+        for n, line in enumerate(fh, 1):
+            if line.strip():
+                try:
+                    out.append(json.loads(line))
+                except json.JSONDecodeError as e:
+                    raise TaskError(f"{path}:{n}: not a JSON record ({e.msg}); truncated or corrupt file?") from None
+    return out
 
 
 def deeploc_binary(folder: Path):
@@ -107,6 +129,8 @@ def deeploc_binary(folder: Path):
 def saprot_json(folder: Path, task: str):
     valid = _saprot_records(folder, task, "valid")
     test = _saprot_records(folder, task, "test")
+    where = {id(r): f"{folder / f'{task}_{split}.json.xz'}" for split, recs in (("valid", valid), ("test", test))
+             for r in recs}
     config = json.loads(_need(folder / f"{task}_ESMFold_config.json").read_text())
     multilabel = config["problem_type"] == "multi_label_classification"
     regression = config["problem_type"] == "regression"
@@ -119,7 +143,7 @@ def saprot_json(folder: Path, task: str):
             if multilabel:
                 lab = tuple(sorted(int(x) for x in lab))
             elif regression:
-                lab = float(lab)
+                lab = finite_label(lab, f"{where[id(r)]}: record {rid!r}")
             else:
                 if float(lab) != int(lab):
                     raise DataError(f"{task}: record {rid!r}: class label {lab!r} is not an integer")
@@ -183,7 +207,8 @@ def meltome(folder: Path):
     tm: dict[str, list[float]] = defaultdict(list)
     for r in _csv_rows(folder / "meltome_tm_by_experiment.csv.xz"):
         if r["experiment"] in HUMAN_CELL_EXPERIMENTS:
-            tm[r["Protein"].split("_")[0]].append(float(r["Tm"]))
+            tm[r["Protein"].split("_")[0]].append(
+                finite_label(r["Tm"], f"{folder / 'meltome_tm_by_experiment.csv.xz'}: record {r['Protein']!r}"))
     held_ids = {r.id.split("#")[0] for r in valid + test}
     held_seqs = [r.sequence for r in valid + test]
     held = set(held_seqs)
@@ -203,7 +228,9 @@ def meltome(folder: Path):
 def _saprot_thermo(saprot: Path, split: str) -> list[Record]:
     recs = _saprot_records(saprot, "Thermostability", split)
     ids = unique_ids([r["name"] for r in recs])
-    return [Record(i, clean_sequence(r["aa_seq"], i), float(r["label"])) for i, r in zip(ids, recs)]
+    where = saprot / f"Thermostability_{split}.json.xz"
+    return [Record(i, clean_sequence(r["aa_seq"], i), finite_label(r["label"], f"{where}: record {i!r}"))
+            for i, r in zip(ids, recs)]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -248,14 +275,16 @@ def ppi_guo(folder: Path):
 # ---------------------------------------------------------------------------------------------
 # fitness: FLIP GB1, avGFP (TAPE rule)
 def flip_gb1(folder: Path, split: str):
-    with zipfile.ZipFile(_need(folder / "gb1_splits.zip")) as zf:
+    path = _need(folder / "gb1_splits.zip")
+    with _reading(path), zipfile.ZipFile(path) as zf:
         with _member(zf, f"splits/{split}.csv") as fh:
-            rows = read_table(fh, ",").records()
+            rows = read_table(fh, ",", error=TaskError).records()
     splits = {"train": [], "valid": [], "test": []}
     for i, r in enumerate(rows):
         rid = f"gb1_{split}_{i}"
         which = "test" if r["set"] == "test" else ("valid" if r["validation"] == "True" else "train")
-        splits[which].append(Record(rid, clean_sequence(r["sequence"], rid), float(r["target"])))
+        target = finite_label(r["target"], f"{path}:splits/{split}.csv: record {rid!r}")
+        splits[which].append(Record(rid, clean_sequence(r["sequence"], rid), target))
     return splits, None, ()
 
 
@@ -273,7 +302,9 @@ def gfp(folder: Path):
         seq = "".join(seq)
         if "*" in seq:      # a nonsense mutation: the translated protein ends before the stop
             seq, truncated = seq[:seq.index("*")], truncated + 1
-        rec = Record(rid, clean_sequence(seq, rid), float(r["medianBrightness"]))
+        label = finite_label(r["medianBrightness"], f"{folder / 'amino_acid_genotypes_to_brightness.tsv.xz'}: "
+                                                     f"record {rid!r}")
+        rec = Record(rid, clean_sequence(seq, rid), label)
         (trainval if len(muts) <= 3 else test).append(rec)
     train, valid = hash_split(trainval, 0.2, salt="gfp/valid")
     return {"train": train, "valid": valid, "test": test}, None, (
@@ -286,7 +317,8 @@ SS3 = ("H", "E", "C")
 
 
 def flip_ss(folder: Path):
-    with zipfile.ZipFile(_need(folder / "secondary_structure_splits.zip")) as zf:
+    path = _need(folder / "secondary_structure_splits.zip")
+    with _reading(path), zipfile.ZipFile(path) as zf:
         labels = _fasta_member(zf, "splits/sampled.fasta")
         seqs = _fasta_member(zf, "splits/sequences.fasta")
         masks = _fasta_member(zf, "splits/mask.fasta")

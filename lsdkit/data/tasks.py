@@ -30,6 +30,7 @@ or a FASTA plus a labels file; see its docstring.
 from __future__ import annotations
 
 import functools
+import math
 import os
 import re
 from dataclasses import dataclass, field
@@ -41,12 +42,16 @@ import numpy as np
 from lsdkit.alphabet import ALPHABET
 from lsdkit.data.sources import BUNDLED_DIR, DataError, configured_data_dir, default_data_dir
 from lsdkit.data.splits import cv_fold, split_value
-from lsdkit.data.tables import read_table
+from lsdkit.data.tables import ID_COLUMNS, SEQ_COLUMNS, read_table
 
 LABEL_KINDS = ("multiclass", "binary", "regression", "multilabel", "residue_multiclass", "pair_binary")
 DEFAULT_METRIC = {"multiclass": "accuracy", "binary": "accuracy", "regression": "spearman",
                   "multilabel": "fmax", "residue_multiclass": "accuracy", "pair_binary": "accuracy"}
 SPLITS = ("train", "valid", "test")
+# custom tasks: reported beside the primary metric (residue tasks with two classes add auroc, auprc)
+_CLASSIFICATION = ("macro_f1", "balanced_accuracy", "mcc")
+EXTRA_METRICS = {"binary": ("auroc", "auprc", *_CLASSIFICATION), "pair_binary": ("auroc", "auprc", *_CLASSIFICATION),
+                 "multiclass": _CLASSIFICATION, "residue_multiclass": _CLASSIFICATION}
 _CLEAN = re.compile(r"[^ACDEFGHIKLMNPQRSTVWYX]")
 
 
@@ -135,6 +140,18 @@ def label_array(records: list[Record], kind: str, n_classes: int = 0) -> np.ndar
 
 # ---------------------------------------------------------------------------------------------
 # helpers shared by the loaders
+def finite_label(value, where: str) -> float:
+    """A regression label as a finite float; NaN, inf or text raise :class:`TaskError` naming ``where``."""
+    try:
+        x = float(value)
+    except (TypeError, ValueError):
+        raise TaskError(f"{where}: label {value!r} is not a number") from None
+    if not math.isfinite(x):
+        raise TaskError(f"{where}: label {value!r} is not a finite number (a missing value? drop the record "
+                        "or give its value)")
+    return x
+
+
 def clean_sequence(seq: str, record: str) -> str:
     """Validate through ALPHABET (raises SequenceError naming the record); return it cleaned."""
     tokens = ALPHABET.encode(seq, record=record)
@@ -272,7 +289,11 @@ def _parse_cached(name: str, root: str):
         folder = BUNDLED_DIR / spec.source          # a source that ships with lsdkit
     if not folder.is_dir():
         raise DataError(f"task {name!r} needs the folder {str(folder)!r} (see data/README.md)")
-    return getattr(task_loaders, spec.loader)(folder, **dict(spec.options))
+    try:
+        return getattr(task_loaders, spec.loader)(folder, **dict(spec.options))
+    except task_loaders.READ_ERRORS as e:      # a file the loader reads without naming it
+        raise TaskError(f"task {name!r}: cannot read a file in {folder}: truncated or corrupt? "
+                        f"({type(e).__name__}: {e})") from None
 
 
 @functools.lru_cache(maxsize=None)
@@ -291,6 +312,11 @@ def _load_cached(name: str, root: str, fold: int | None) -> TaskData:
 _FASTA_SUFFIXES = {".fasta", ".fa", ".faa", ".fas"}
 
 
+def is_fasta_path(path: str | os.PathLike) -> bool:
+    """Whether ``path`` names a FASTA file (``.fasta``/``.fa``/``.faa``/``.fas``, optionally compressed)."""
+    return bool(_suffixes(Path(path))[-1:]) and _suffixes(Path(path))[-1] in _FASTA_SUFFIXES
+
+
 def _suffixes(path: Path) -> list[str]:
     s = [x.lower() for x in path.suffixes]
     return s[:-1] if s and s[-1] in {".gz", ".xz", ".bz2"} else s
@@ -304,11 +330,107 @@ def _read_table(path: Path) -> tuple[list[str], list[tuple[int, dict[str, str]]]
     return header, [(n, {h: c.strip() for h, c in zip(header, cells)}) for n, cells in table.rows]
 
 
-def _require(path: Path, header: list[str], columns: list[str]) -> None:
-    missing = [c for c in columns if c not in header]
+# the columns of a custom task: role -> names accepted, in order (the first present is used)
+COLUMN_ALIASES = {"id": ID_COLUMNS, "sequence": SEQ_COLUMNS, "label": ("label", "target"), "split": ("split",)}
+ON_BAD = ("error", "skip")
+DUPLICATES = ("keep", "group")
+SHOWN_BAD = 5           # bad records named in a message (all are counted)
+
+
+def _columns(path: Path, header: list[str], columns: dict[str, str | None], roles: tuple[str, ...],
+             required: tuple[str, ...]) -> dict[str, str | None]:
+    """Role -> column name: the one given (``--id-col`` ...; must exist), else the first alias present."""
+    out = {}
+    for role in roles:
+        given = columns.get(role)
+        if given:
+            if given.strip().lower() not in header:
+                raise TaskError(f"{path}: --{role.replace('sequence', 'seq')}-col {given!r} is not a column "
+                                f"(found: {', '.join(header) or 'none'})")
+            out[role] = given.strip().lower()
+        else:
+            out[role] = next((c for c in COLUMN_ALIASES.get(role, (role,)) if c in header), None)
+    missing = [r for r in required if out[r] is None]
     if missing:
-        raise TaskError(f"{path}: missing column(s) {', '.join(map(repr, missing))} "
-                        f"(found: {', '.join(header) or 'none'})")
+        accepted = "; ".join(f"{r!r} (or {', '.join(COLUMN_ALIASES[r][1:])})" if len(COLUMN_ALIASES.get(r, ())) > 1
+                             else repr(r) for r in missing)
+        raise TaskError(f"{path}: missing column(s) {accepted} (found: {', '.join(header) or 'none'}); "
+                        "name them with --id-col / --seq-col / --label-col")
+    return out
+
+
+@dataclass
+class _Row:
+    """One record of a custom task file while it is read: where it came from, its cells."""
+    src: Path
+    line: int
+    id: str
+    label: str
+    seq: Any = None             # str, or (a, b) for pairs
+    split: str | None = None
+    problems: list = field(default_factory=list)      # (category, message)
+
+    @property
+    def where(self) -> str:
+        return f"{self.src}:{self.line}"
+
+    def bad(self, category: str, message: str) -> None:
+        self.problems.append((category, f"{self.where}: {message}"))
+
+
+def _custom_rows(path: Path, labels, kind: str | None, columns: dict[str, str | None]) -> tuple[list[_Row], list]:
+    """The rows of a custom task (every one, with its problems attached) and the file-level problems of
+    a FASTA + labels task (labels for unknown records, records without a label)."""
+    extra: list[tuple[str, str]] = []
+    if is_fasta_path(path):
+        if labels is None:
+            raise TaskError(f"{path}: a FASTA task needs labels= a CSV/TSV with columns id, label[, split] "
+                            "(--labels FILE)")
+        from lsdkit.data.fasta import read_fasta
+
+        seqs = {rec.id: (rec.sequence, rec.line) for rec in read_fasta(path)}
+        lpath = Path(labels)
+        header, table = _read_table(lpath)
+        cols = _columns(lpath, header, columns, ("id", "label", "split"), ("id", "label"))
+        rows = []
+        for n, cells in table:
+            row = _Row(lpath, n, cells[cols["id"]], cells[cols["label"]],
+                       split=cells[cols["split"]] if cols["split"] else None)
+            if row.id in seqs:
+                row.seq = seqs[row.id][0]
+            elif row.id:
+                row.bad("unknown record", f"label for unknown record {row.id!r} (not in {path.name})")
+            rows.append(row)
+        labelled = {row.id for row in rows}
+        for rid, (_, line) in seqs.items():
+            if rid not in labelled:
+                extra.append(("no label", f"{path}:{line}: record {rid!r} has no label in {lpath.name}"))
+    else:
+        header, table = _read_table(path)
+        pair = kind == "pair_binary" or ("sequence_a" in header and not _columns(
+            path, header, columns, ("sequence",), ())["sequence"])
+        roles = ("id", "sequence_a", "sequence_b", "label", "split") if pair else ("id", "sequence", "label", "split")
+        cols = _columns(path, header, columns, roles, tuple(r for r in roles if r not in ("id", "split")))
+        rows = []
+        for n, cells in table:
+            rid = cells[cols["id"]] if cols["id"] else f"row{len(rows) + 1}"
+            seq = (cells[cols["sequence_a"]], cells[cols["sequence_b"]]) if pair else cells[cols["sequence"]]
+            rows.append(_Row(path, n, rid, cells[cols["label"]], seq=seq,
+                             split=cells[cols["split"]] if cols["split"] else None))
+    if not rows:
+        raise TaskError(f"{path}: no records")
+    seen: dict[str, int] = {}
+    for row in rows:
+        for what in ("id", "label"):
+            if not getattr(row, what):
+                row.bad(f"empty {what}", f"empty {what}")
+        if row.id and row.id in seen:
+            row.bad("duplicate id", f"duplicate id {row.id!r} (first at line {seen[row.id]})")
+        seen.setdefault(row.id, row.line)
+        if row.label and _is_float(row.label) and not math.isfinite(float(row.label)):
+            row.bad("non-finite label", f"record {row.id!r}: label {row.label!r} is not a finite number "
+                                        "(a missing value? drop the record or give its value)")
+    return rows, extra
 
 
 def _is_float(s: str) -> bool:
@@ -319,66 +441,39 @@ def _is_float(s: str) -> bool:
         return False
 
 
-def infer_label_kind(labels: list[str], max_classes: int = 20) -> str:
-    """Label kind from raw label strings: ``;``-lists -> multilabel; numbers with a fraction, or
-    more than ``max_classes`` distinct integers -> regression; otherwise 2 distinct values ->
-    binary, up to ``max_classes`` -> multiclass. Raises if text labels have too many values."""
+def explain_label_kind(labels: list[str], max_classes: int = 20, sep: str = ";") -> tuple[str, str]:
+    """:func:`infer_label_kind` and the reason for its answer (one phrase)."""
     distinct = set(labels)
-    if any(";" in x for x in labels):
-        return "multilabel"
+    if any(sep in x for x in labels):
+        return "multilabel", f"labels hold the multilabel separator {sep!r}"
     if all(_is_float(x) for x in distinct):
-        if not all(float(x).is_integer() for x in distinct) or len(distinct) > max_classes:
-            return "regression"
+        if not all(float(x).is_integer() for x in distinct):
+            return "regression", "numeric labels with fractional values"
+        if len(distinct) > max_classes:
+            return "regression", f"{len(distinct)} distinct integer labels, more than max_classes={max_classes}"
     elif len(distinct) > max_classes:
         raise TaskError(f"{len(distinct)} distinct text labels, more than max_classes={max_classes}: "
-                        "pass kind='multiclass' (or a larger max_classes) if that is intended")
-    return "binary" if len(distinct) == 2 else "multiclass"
+                        "pass kind='multiclass' (--kind multiclass) if that is intended")
+    what = "integer" if all(_is_float(x) for x in distinct) else "text"
+    if len(distinct) == 2:
+        return "binary", f"2 distinct {what} labels"
+    return "multiclass", f"{len(distinct)} distinct {what} labels (at most max_classes={max_classes})"
 
 
-def _custom_rows(path: Path, labels, kind: str | None) -> list[tuple[int, dict[str, str], Path]]:
-    """``(line, row, file)`` triples with ``id``, ``label``, sequence column(s), maybe ``split``."""
-    if _suffixes(path)[-1:] and _suffixes(path)[-1] in _FASTA_SUFFIXES:
-        if labels is None:
-            raise TaskError(f"{path}: a FASTA task needs labels= a CSV/TSV with columns id, label[, split]")
-        from lsdkit.data.fasta import read_fasta
-
-        seqs = {rec.id: (rec.sequence, rec.line) for rec in read_fasta(path)}
-        lpath = Path(labels)
-        header, rows = _read_table(lpath)
-        _require(lpath, header, ["id", "label"])
-        for n, row in rows:
-            if row["id"] not in seqs:
-                raise TaskError(f"{lpath}:{n}: label for unknown record {row['id']!r} (not in {path.name})")
-        labelled = {row["id"] for _, row in rows}
-        for rid, (_, line) in seqs.items():
-            if rid not in labelled:
-                raise TaskError(f"{path}:{line}: record {rid!r} has no label in {lpath.name}")
-        table = [(n, {**row, "sequence": seqs[row["id"]][0]}, lpath) for n, row in rows]
-    else:
-        header, rows = _read_table(path)
-        pair = kind == "pair_binary" or ("sequence_a" in header and "sequence" not in header)
-        _require(path, header, ["id", "sequence_a", "sequence_b", "label"] if pair else ["id", "sequence", "label"])
-        table = [(n, row, path) for n, row in rows]
-    if not table:
-        raise TaskError(f"{path}: no records")
-    seen: dict[str, int] = {}
-    for n, row, src in table:
-        for col in ("id", "label"):
-            if not row[col]:
-                raise TaskError(f"{src}:{n}: empty {col}")
-        if row["id"] in seen:
-            raise TaskError(f"{src}:{n}: duplicate id {row['id']!r} (first at line {seen[row['id']]})")
-        seen[row["id"]] = n
-    return table
+def infer_label_kind(labels: list[str], max_classes: int = 20, sep: str = ";") -> str:
+    """Label kind from raw label strings: ``sep``-lists -> multilabel; numbers with a fraction, or
+    more than ``max_classes`` distinct integers -> regression; otherwise 2 distinct values ->
+    binary, up to ``max_classes`` -> multiclass. Raises if text labels have too many values."""
+    return explain_label_kind(labels, max_classes, sep)[0]
 
 
-def _vocabulary(path: Path, kind: str, raw: list[str], classes) -> tuple[str, ...] | None:
+def _vocabulary(path: Path, kind: str, raw: list[str], classes, sep: str) -> tuple[str, ...] | None:
     if kind == "regression":
         return None
     if classes:
         return tuple(classes)
     if kind == "multilabel":
-        return tuple(sorted({t.strip() for x in raw for t in x.split(";") if t.strip()}))
+        return tuple(sorted({t.strip() for x in raw for t in x.split(sep) if t.strip()}))
     if kind == "residue_multiclass":
         return tuple(sorted(set("".join(raw))))
     numeric = all(_is_float(v) for v in raw)
@@ -388,71 +483,146 @@ def _vocabulary(path: Path, kind: str, raw: list[str], classes) -> tuple[str, ..
     return found
 
 
-def _parse_label(kind: str, lab: str, seq, index: dict[str, int], where: str):
+def _parse_label(kind: str, lab: str, seq, index: dict[str, int], sep: str):
+    """The label value, or raise ``ValueError((category, message))``."""
     if kind == "regression":
         if not _is_float(lab):
-            raise TaskError(f"{where}: label {lab!r} is not a number (kind=regression)")
+            raise ValueError("unparseable label", f"label {lab!r} is not a number (kind=regression)")
         return float(lab)
     if kind == "multilabel":
-        terms = [t.strip() for t in lab.split(";") if t.strip()]
+        terms = [t.strip() for t in lab.split(sep) if t.strip()]
         bad = [t for t in terms if t not in index]
         if bad:
-            raise TaskError(f"{where}: unknown label(s) {', '.join(map(repr, bad))}")
+            raise ValueError("unknown label", f"unknown label(s) {', '.join(map(repr, bad))}")
         return tuple(sorted({index[t] for t in terms}))
     if kind == "residue_multiclass":
         if len(lab) != len(seq):
-            raise TaskError(f"{where}: per-residue label has {len(lab)} letters, the sequence {len(seq)}")
+            raise ValueError("label length", f"per-residue label has {len(lab)} letters, the sequence {len(seq)}")
         bad = sorted(set(lab) - set(index))
         if bad:
-            raise TaskError(f"{where}: unknown per-residue label(s) {', '.join(map(repr, bad))}")
+            raise ValueError("unknown label", f"unknown per-residue label(s) {', '.join(map(repr, bad))}")
         return np.array([index[c] for c in lab], dtype=np.int8)
     if lab not in index:
-        raise TaskError(f"{where}: unknown label {lab!r} (classes: {', '.join(index)})")
+        raise ValueError("unknown label", f"unknown label {lab!r} (classes: {', '.join(index)})")
     return index[lab]
+
+
+def _bad_summary(problems: list[tuple[str, str]]) -> str:
+    counts: dict[str, int] = {}
+    for category, _ in problems:
+        counts[category] = counts.get(category, 0) + 1
+    return ", ".join(f"{n} {c}" for c, n in sorted(counts.items(), key=lambda x: (-x[1], x[0])))
+
+
+def _raise_bad(path: Path, problems: list[tuple[str, str]]):
+    shown = "; ".join(m for _, m in problems[:SHOWN_BAD])
+    more = f"; ... and {len(problems) - SHOWN_BAD} more" if len(problems) > SHOWN_BAD else ""
+    raise TaskError(f"{path}: {len(problems)} bad record(s) ({_bad_summary(problems)}): {shown}{more} "
+                    "(--on-bad skip drops them)")
 
 
 def load_custom_task(path: str | os.PathLike, kind: str | None = None, *, labels: str | os.PathLike | None = None,
                      name: str | None = None, classes: list[str] | None = None, max_classes: int = 20,
-                     valid_fraction: float = 0.1, test_fraction: float = 0.1, salt: str = "lsdkit") -> TaskData:
+                     valid_fraction: float = 0.1, test_fraction: float = 0.1, salt: str = "lsdkit",
+                     id_col: str | None = None, seq_col: str | None = None, label_col: str | None = None,
+                     split_col: str | None = None, sep: str = ";", on_bad: str = "error",
+                     duplicates: str = "keep") -> TaskData:
     """Load your own task.
 
-    * a CSV/TSV with columns ``id, sequence, label`` and optionally ``split`` (train/valid/test);
-      ``pair_binary`` tasks give ``sequence_a, sequence_b`` instead of ``sequence``; or
-    * a FASTA file (``path``) plus ``labels=`` a CSV/TSV with ``id, label[, split]``; every FASTA
+    * a CSV/TSV with an id, a sequence and a label column and optionally a split column
+      (train/valid/test); ``pair_binary`` tasks give ``sequence_a, sequence_b`` instead of a
+      sequence; or
+    * a FASTA file (``path``) plus ``labels=`` a CSV/TSV with id, label[, split]; every FASTA
       record needs a label and every label an existing record.
 
-    ``kind`` is inferred when not given (:func:`infer_label_kind`); ``residue_multiclass`` must be
-    given: the label is a string as long as the sequence, one class letter per residue.
-    ``classes`` fixes the class list (labels outside it are errors). Without a ``split`` column
+    Columns are found by name, case-insensitively: id = ``id``/``name``/``accession``/``entry`` (else
+    ``row1``, ``row2``, ...), sequence = ``sequence``/``seq``, label = ``label``/``target``, split =
+    ``split``; ``id_col``, ``seq_col``, ``label_col``, ``split_col`` name them instead.
+
+    ``kind`` is inferred when not given (:func:`explain_label_kind`; the reason is the first of
+    ``notes``); ``residue_multiclass`` must be given: the label is a string as long as the
+    sequence, one class letter per residue. ``sep`` separates the terms of a multilabel label.
+    ``classes`` fixes the class list (labels outside it are errors). Without a split column
     records are split by a stable hash of the id (``valid_fraction``, ``test_fraction``).
-    Every problem raises :class:`TaskError` naming the file, line or record, and the problem;
-    so does a split without records or a class without training records.
+    ``duplicates="group"`` puts every record whose sequence occurred before into the split of its
+    first occurrence (no exact duplicate across splits); ``"keep"`` leaves splits as they are
+    (:func:`duplicate_report` counts what crosses).
+
+    Bad records (empty id or label, duplicate id, invalid residue letters, NaN/inf or unparseable
+    label, unknown class, bad split value, ...) are all collected: ``on_bad="error"`` raises one
+    :class:`TaskError` with their count, kinds and the first few (file:line); ``on_bad="skip"`` drops
+    them and says how many and why in ``notes``. File-level problems (missing columns, an empty
+    split, a class without training records) always raise.
     """
+    if on_bad not in ON_BAD:
+        raise TaskError(f"on_bad must be one of {', '.join(ON_BAD)}, got {on_bad!r}")
+    if duplicates not in DUPLICATES:
+        raise TaskError(f"duplicates must be one of {', '.join(DUPLICATES)}, got {duplicates!r}")
+    if not sep:
+        raise TaskError("the multilabel separator must not be empty")
     path = Path(path)
-    table = _custom_rows(path, labels, kind)
-    raw = [row["label"] for _, row, _ in table]
-    kind = kind or ("pair_binary" if "sequence_a" in table[0][1] else infer_label_kind(raw, max_classes))
+    columns = {"id": id_col, "sequence": seq_col, "label": label_col, "split": split_col}
+    rows, problems = _custom_rows(path, labels, kind, columns)
+    pair = isinstance(rows[0].seq, tuple) or kind == "pair_binary"
+
+    # residues, split values: checks that need no label kind
+    for row in rows:
+        if row.seq is not None:
+            try:
+                row.seq = (tuple(clean_sequence(x, row.id) for x in row.seq) if isinstance(row.seq, tuple)
+                           else clean_sequence(row.seq, row.id))
+            except ValueError as e:
+                row.bad("invalid sequence", str(e))
+        if row.split is not None and row.split not in SPLITS:
+            row.bad("bad split", f"record {row.id!r}: split {row.split!r} is not one of {', '.join(SPLITS)}")
+
+    good = [r for r in rows if not r.problems]
+    if not good:
+        _raise_bad(path, problems + [p for r in rows for p in r.problems])
+    if kind is not None:
+        reason = "given"
+    elif pair:
+        kind, reason = "pair_binary", "two sequence columns (sequence_a, sequence_b)"
+    else:
+        kind, reason = explain_label_kind([r.label for r in good] or ["?"], max_classes, sep)
+        reason = f"inferred: {reason}"
     if kind not in LABEL_KINDS:
         raise TaskError(f"{path}: unknown label kind {kind!r} (one of {', '.join(LABEL_KINDS)})")
-    cls = _vocabulary(path, kind, raw, classes)
+    cls = _vocabulary(path, kind, [r.label for r in good], classes, sep)
     index = {c: i for i, c in enumerate(cls or ())}
-
-    records: dict[str, list[Record]] = {s: [] for s in SPLITS}
-    for n, row, src in table:
-        rid = row["id"]
+    values = {}
+    for row in good:
         try:
-            seq = ((clean_sequence(row["sequence_a"], rid), clean_sequence(row["sequence_b"], rid))
-                   if kind == "pair_binary" else clean_sequence(row["sequence"], rid))
+            values[id(row)] = _parse_label(kind, row.label, row.seq, index, sep)
         except ValueError as e:
-            raise TaskError(f"{src}:{n}: {e}") from None
-        value = _parse_label(kind, row["label"], seq, index, f"{src}:{n}: record {rid!r}")
-        split = row.get("split", "")
-        if "split" in row and split not in SPLITS:
-            raise TaskError(f"{src}:{n}: record {rid!r}: split {split!r} is not one of {', '.join(SPLITS)}")
+            category, message = e.args
+            row.bad(category, f"record {row.id!r}: {message}")
+
+    problems = problems + [p for r in rows for p in r.problems]
+    notes = [f"kind {kind} ({reason})" + (f", {len(cls)} classes" if cls is not None else "")]
+    if problems:
+        if on_bad == "error":
+            _raise_bad(path, problems)
+        notes.append(f"dropped {len(problems)} bad record(s) ({_bad_summary(problems)}); first: {problems[0][1]}")
+    rows = [r for r in rows if not r.problems]
+
+    has_split = any(r.split is not None for r in rows)
+    first_split: dict[Any, str] = {}
+    moved = 0
+    records: dict[str, list[Record]] = {s: [] for s in SPLITS}
+    for row in rows:
+        split = row.split
         if not split:
-            u = split_value(rid, salt)
+            u = split_value(row.id, salt)
             split = "test" if u < test_fraction else ("valid" if u < test_fraction + valid_fraction else "train")
-        records[split].append(Record(rid, seq, value))
+        if duplicates == "group":
+            first = first_split.setdefault(row.seq, split)
+            moved += first != split
+            split = first
+        records[split].append(Record(row.id, row.seq, values[id(row)]))
+    if duplicates == "group":
+        notes.append(f"duplicates grouped: {moved} record(s) moved to the split of the first record with "
+                     "the same sequence")
 
     for s in SPLITS:
         if not records[s]:
@@ -465,8 +635,34 @@ def load_custom_task(path: str | os.PathLike, kind: str | None = None, *, labels
                 found = [s for s in SPLITS if i in present[s]]
                 raise TaskError(f"{path}: class {c!r} has no records in the train split "
                                 f"(found in: {', '.join(found) or 'no split'}); add examples or set splits")
-    has_split = any("split" in row for _, row, _ in table)
     spec = TaskSpec(name=name or path.name.split(".")[0], source=str(path), kind=kind, metric=DEFAULT_METRIC[kind],
                     protocol="custom" if has_split else f"custom-hash-split-{salt}",
-                    description=f"custom task from {path}", extra_metrics=("auroc",) if kind == "binary" else ())
-    return TaskData(spec=spec, splits=records, classes=cls)
+                    description=f"custom task from {path}",
+                    extra_metrics=EXTRA_METRICS.get(kind, ()) + (("auroc", "auprc") if kind == "residue_multiclass"
+                                                                 and len(cls) == 2 else ()))
+    return TaskData(spec=spec, splits=records, classes=cls, notes=tuple(notes))
+
+
+def duplicate_report(task: TaskData) -> dict[str, int]:
+    """Exact duplicate sequences (pairs for pair tasks) across splits: for each pair of splits, how
+    many records of the later split have a sequence that also occurs in the earlier one
+    (``train/valid``, ``train/test``, ``valid/test``), plus ``within_<split>``: records repeating an
+    earlier sequence of the same split."""
+    seqs = {s: [r.sequence for r in task.splits[s]] for s in SPLITS}
+    sets = {s: set(v) for s, v in seqs.items()}
+    out = {f"{a}/{b}": sum(x in sets[a] for x in seqs[b])
+           for a, b in (("train", "valid"), ("train", "test"), ("valid", "test"))}
+    out.update({f"within_{s}": len(seqs[s]) - len(sets[s]) for s in SPLITS})
+    return out
+
+
+def describe_duplicates(task: TaskData) -> str:
+    """One line: the cross-split exact duplicates of :func:`duplicate_report`."""
+    rep = duplicate_report(task)
+    cross = {k: v for k, v in rep.items() if "/" in k}
+    if not any(cross.values()):
+        return f"task {task.name}: no exact duplicate sequences across train/valid/test"
+    parts = ", ".join(f"{v} {b} record(s) with a {a} sequence" for k, v in cross.items() if v
+                      for a, b in [k.split("/")])
+    return (f"task {task.name}: exact duplicate sequences across splits (leakage): {parts}"
+            + ("; --duplicates group keeps them in one split" if task.spec.protocol.startswith("custom") else ""))

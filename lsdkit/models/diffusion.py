@@ -37,7 +37,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from lsdkit.checkpoint import (CheckpointError, Pretrained, config_from_dict, config_to_dict,
+from lsdkit.checkpoint import (KIND_MODULES, CheckpointError, Pretrained, config_from_dict, config_to_dict,
                                kind_classes, load_model, register_kind, resolve)
 from lsdkit.models.blocks import TransformerSize, init_weights
 from lsdkit.schedules import (SCHEDULES, eps_from_v, eps_from_z0, get_schedule, q_sample, v_target,
@@ -172,18 +172,24 @@ class LatentDiffusion(Pretrained, nn.Module):
         ``overrides`` set any :class:`DiffusionConfig` field.
         """
         path = ""
+        if isinstance(encoder, str) and _is_pretrained_spec(encoder):   # near | esm2:PATH (lsdkit.pretrained)
+            from lsdkit.pretrained import load_encoder
+            encoder = load_encoder(encoder)
         if not isinstance(encoder, nn.Module):
             path = str(resolve(encoder).resolve())
             encoder = load_model(path)
-        if encoder.kind not in ("autoencoder", "mlm"):
-            raise CheckpointError(f"{path or 'model'}: diffusion needs an autoencoder or mlm encoder, "
-                                  f"got a {encoder.kind!r} model")
+        if encoder.kind not in ("autoencoder", "mlm", "pretrained"):
+            raise CheckpointError(f"{path or 'model'}: diffusion needs an autoencoder or mlm encoder (or a "
+                                  f"pretrained one: near, esm2:PATH), got a {encoder.kind!r} model")
         enc = encoder.config
-        fields = dict(encoder_kind=encoder.kind, encoder_config=config_to_dict(enc), encoder_path=path,
-                      encoder_hash=weights_hash(encoder), d_z=enc.d_z, positions=enc.positions,
-                      max_len=enc.max_len)
+        fields = dict(encoder_kind=encoder.kind, encoder_config=config_to_dict(enc), encoder_path=path or
+                      getattr(enc, "path", ""), encoder_hash=weights_hash(encoder), d_z=enc.d_z,
+                      positions=getattr(enc, "positions", "rotary"), max_len=enc.max_len)
         if preset is not None:
             fields.update(denoiser_preset(preset))
+        if encoder.kind == "pretrained":        # no window of its own (NEAR) or ESM's 1022: the preset's
+            from lsdkit.models.presets import SIZES
+            fields["max_len"] = min(enc.max_len, SIZES[preset or "small"]["max_len"])
         model = cls(dataclasses.replace(DiffusionConfig(**fields), **overrides))
         model.encoder.load_state_dict(encoder.state_dict())
         return model
@@ -335,6 +341,10 @@ def _verify_encoder(model: LatentDiffusion, incompatible) -> None:
                               f"recorded in the diffusion config (encoder from {model.config.encoder_path!r})")
 
 
+def _is_pretrained_spec(name: str) -> bool:
+    return name == "near" or name.startswith("esm2:")
+
+
 def denoiser_preset(preset: str) -> dict:
     """Denoiser sizes matching the encoder presets: same width/heads, layers = enc + dec layers."""
     from lsdkit.models.presets import SIZES
@@ -345,3 +355,4 @@ def denoiser_preset(preset: str) -> dict:
 
 
 register_kind("diffusion", DiffusionConfig, LatentDiffusion)
+KIND_MODULES.setdefault("pretrained", "lsdkit.pretrained")      # a denoiser on NEAR / ESM-2 latents

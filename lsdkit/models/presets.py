@@ -1,7 +1,10 @@
 """Model size presets and the autoencoder variants (all sizes are *ours*; the paper's are unknown).
 
 * ``tiny``  — tests and CI: trains in seconds on a CPU.
-* ``small`` — the CPU study: a laptop trains it on a Swiss-Prot subset in hours.
+* ``cpu``   — the CPU study's size, chosen by measurement (``benchmarks/scale.py``: the lowest
+  validation loss for a fixed wall-clock budget on 2 cores; RESULTS.md, "Sizing the CPU study").
+* ``small`` — the first CPU study's size (too large for the tokens 2 cores give it in an hour).
+* ``gpu``   — the 10-minute study on one GPU (not yet measured on one).
 * ``base``  — paper scale for one GPU.
 
 "Same size" MLM: ``n_layers`` = autoencoder encoder + decoder layers, same ``d_model``/heads.
@@ -20,7 +23,9 @@ from lsdkit.models.mlm import MLM, MLMConfig
 
 SIZES: dict[str, dict] = {
     "tiny": dict(d_model=64, n_heads=4, n_enc_layers=2, n_dec_layers=1, d_z=16, max_len=128),
+    "cpu": dict(d_model=96, n_heads=3, n_enc_layers=2, n_dec_layers=1, d_z=32, max_len=512),
     "small": dict(d_model=256, n_heads=8, n_enc_layers=4, n_dec_layers=2, d_z=32, max_len=512),
+    "gpu": dict(d_model=512, n_heads=8, n_enc_layers=6, n_dec_layers=2, d_z=32, max_len=512),
     "base": dict(d_model=768, n_heads=12, n_enc_layers=8, n_dec_layers=4, d_z=32, max_len=1024),
 }
 

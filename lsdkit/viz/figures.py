@@ -326,6 +326,36 @@ def sweep_plot(df: pd.DataFrame, *, split: str = "valid", metric: Mapping[str, s
     return fig
 
 
+def learning_curve_plot(df: pd.DataFrame, title: str = "Probe score vs training tokens (validation split)"):
+    """Learning curves (matplotlib, so a run directory gets a PNG): one panel per task, a line per
+    latent space (``tokens`` on a log axis) and each feature baseline (rows without ``tokens``) as a
+    horizontal line, so a reader sees whether and where a curve crosses the composition floor.
+
+    ``df``: :meth:`lsdkit.study.Study.learning_curve` rows (representation, task, metric, value,
+    tokens)."""
+    import matplotlib.pyplot as plt
+
+    tasks = list(dict.fromkeys(df["task"]))
+    fig, axes = plt.subplots(1, len(tasks), figsize=(5.2 * len(tasks), 3.8), squeeze=False)
+    learned = df.dropna(subset=["tokens"]) if "tokens" in df.columns else df.iloc[:0]
+    floors = df[df["tokens"].isna()] if "tokens" in df.columns else df
+    for ax, task in zip(axes[0], tasks):
+        d = learned[learned["task"] == task]
+        for rep, r in d.groupby("representation", sort=False):
+            r = r.sort_values("tokens")
+            ax.plot(r["tokens"], r["value"], marker="o", label=rep)
+        for style, (rep, r) in zip(("--", ":", "-."), floors[floors["task"] == task].groupby("representation", sort=False)):
+            ax.axhline(float(r["value"].iloc[0]), color="0.3", linestyle=style, linewidth=1.2, label=rep)
+        if len(d):
+            ax.set_xscale("log")
+        metric = df.loc[df["task"] == task, "metric"].iloc[0]
+        ax.set(title=task, xlabel="training tokens", ylabel=f"{metric} (valid)")
+        ax.legend(fontsize=8)
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
 def benchmark_bars(table: pd.DataFrame, title: str = "Comparison (test split)", wrap: int = 3) -> go.Figure:
     """The comparison table (long: row, task, metric, value[, ci_low, ci_high, detail]) as bars, one
     panel per task; the interval, where the table has one, as error bars."""
