@@ -141,8 +141,9 @@ def main(argv=None) -> None:
     torch.set_num_threads(cores)
     print(f"# {cores} cores; {args.model}; {args.minutes:g} min per size; {args.batch_tokens} tokens per step; "
           f"corpus: first {args.limit} records of {args.data or 'the bundled sample'}")
-    print("| size (d_model:enc:dec) | params | steps | tokens | tokens/param | val loss |")
-    print("|---|---|---|---|---|---|")
+    if not args.jobs_only:
+        print("| size (d_model:enc:dec) | params | steps | tokens | tokens/param | val loss |")
+        print("|---|---|---|---|---|---|")
     rows = [{"size": args.jobs_only, "val_loss": 0.0}] if args.jobs_only else []
     for text in [] if args.jobs_only else args.sizes.split(","):
         r = train_size(args, text)

@@ -142,26 +142,62 @@ def comparison_table(sweep: pd.DataFrame, baselines: pd.DataFrame | None = None,
     return pd.DataFrame(out, columns=["row", "task", "metric", "value", "ci_low", "ci_high", "detail"])
 
 
+def floor_comparison(table: pd.DataFrame, predictions: Mapping[tuple[str, str], Predictions] | None = None,
+                     *, n_boot: int = N_BOOT, seed: int = 0, level: float = LEVEL) -> pd.DataFrame:
+    """Every learned row against the floor of its task: the best feature baseline there (by test
+    score), with the paired bootstrap interval of the difference on the same test proteins.
+    ``verdict``: ``above the floor`` (interval above 0), ``below the floor`` (below 0), ``at the
+    floor`` (it includes 0), or ``no interval`` (no test predictions). ``predictions``: keyed
+    ``(row, task)`` (:func:`table_predictions`)."""
+    preds = predictions or {}
+    learned = {f(name) for name in DISPLAY_NAMES.values() for f in (latent_row, diffusion_row)}
+    out = []
+    for task, t in table.groupby("task", sort=False):
+        base = t[~t["row"].isin(learned)]          # the feature baselines (composition, dipeptide, ...)
+        if base.empty:
+            continue
+        floor = base.loc[base["value"].idxmax()]
+        for r in t[t["row"].isin(learned)].itertuples(index=False):
+            pa, pb = preds.get((r.row, task)), preds.get((floor["row"], task))
+            if pa is None or pb is None:
+                x, verdict = Interval(r.value - floor["value"], np.nan, np.nan), "no interval"
+            else:
+                x = pa.diff(pb, r.metric, n_boot, seed, level)
+                verdict = "above the floor" if x.low > 0 else "below the floor" if x.high < 0 else "at the floor"
+            out.append(dict(row=r.row, task=task, metric=r.metric, floor=floor["row"], diff=x.value,
+                            ci_low=x.low, ci_high=x.high, verdict=verdict))
+    return pd.DataFrame(out, columns=["row", "task", "metric", "floor", "diff", "ci_low", "ci_high", "verdict"])
+
+
+def _grid_markdown(frame: pd.DataFrame, heading, cell) -> str:
+    """A Markdown grid of a long frame (row, task, ...): rows x tasks, ``heading(task, rows)`` the
+    column title, ``cell(record)`` the text of a cell, "—" where a (row, task) is absent."""
+    tasks = list(dict.fromkeys(frame["task"]))
+    lines = ["| representation | " + " | ".join(heading(t, frame[frame["task"] == t]) for t in tasks) + " |",
+             "|---|" + "---|" * len(tasks)]
+    for row in dict.fromkeys(frame["row"]):
+        hits = [frame[(frame["row"] == row) & (frame["task"] == t)] for t in tasks]
+        lines.append(f"| {row} | " + " | ".join("—" if h.empty else cell(h.iloc[0]) for h in hits) + " |")
+    return "\n".join(lines)
+
+
+def floor_markdown(floor: pd.DataFrame) -> str:
+    """Rows x tasks: the difference to the task's floor with its interval and the verdict."""
+    if floor.empty:
+        return ""
+    return _grid_markdown(floor, lambda t, rows: f"{t}: − {rows['floor'].iloc[0].lower()}",
+                          lambda h: f"{Interval(h['diff'], h['ci_low'], h['ci_high']).format(signed=True)} "
+                                    f"{h['verdict']}")
+
+
 def to_markdown(table: pd.DataFrame) -> str:
     """Rows x tasks, values to three decimals with their interval ``[low, high]`` where the table
     has one; diffusion cells show the chosen (t, layer)."""
-    tasks = list(dict.fromkeys(table["task"]))
-    metric = {t: table.loc[table["task"] == t, "metric"].iloc[0] for t in tasks}
-    lines = ["| representation | " + " | ".join(f"{t} ({metric[t]})" for t in tasks) + " |",
-             "|---|" + "---|" * len(tasks)]
-    for row in dict.fromkeys(table["row"]):
-        cells = []
-        for t in tasks:
-            hit = table[(table["row"] == row) & (table["task"] == t)]
-            if hit.empty:
-                cells.append("—")
-                continue
-            h = hit.iloc[0]
-            ci = Interval(h["value"], h.get("ci_low", np.nan), h.get("ci_high", np.nan))
-            d = h["detail"]
-            cells.append(ci.format() + (f" ({d})" if isinstance(d, str) and d else ""))
-        lines.append(f"| {row} | " + " | ".join(cells) + " |")
-    return "\n".join(lines)
+    def cell(h) -> str:
+        ci = Interval(h["value"], h.get("ci_low", np.nan), h.get("ci_high", np.nan))
+        d = h["detail"]
+        return ci.format() + (f" ({d})" if isinstance(d, str) and d else "")
+    return _grid_markdown(table, lambda t, rows: f"{t} ({rows['metric'].iloc[0]})", cell)
 
 
 @dataclass
@@ -292,12 +328,24 @@ FINDINGS_NOTE = ("Each comparison is a paired bootstrap of the score difference 
                  "(nothing testable); the rules are in lsdkit/report.py and DESIGN.md.")
 
 
-def write_report(run_dir: str | Path, table: pd.DataFrame, findings: list[Finding]) -> dict[str, Path]:
-    """``table.csv``, ``table.md`` and ``findings.md`` in ``run_dir`` (atomic writes)."""
+FLOOR_NOTE = ("Each learned row minus the task's floor (its best feature baseline on test), a paired bootstrap on "
+              f"the same test proteins ({N_BOOT} resamples, {LEVEL * 100:g} % interval): above / below the floor "
+              "when the interval excludes 0, at the floor when it includes 0.")
+
+
+def write_report(run_dir: str | Path, table: pd.DataFrame, findings: list[Finding],
+                 floor: pd.DataFrame | None = None) -> dict[str, Path]:
+    """``table.csv``, ``table.md`` (with the floor comparison, :func:`floor_comparison`, when given;
+    also ``floor.csv``) and ``findings.md`` in ``run_dir`` (atomic writes)."""
     run_dir = Path(run_dir)
     paths = {"table_csv": run_dir / "table.csv", "table_md": run_dir / "table.md",
              "findings": run_dir / "findings.md"}
     atomic_write_text(paths["table_csv"], table.to_csv(index=False))
-    atomic_write_text(paths["table_md"], to_markdown(table) + "\n\n" + TABLE_NOTE + "\n")
+    md = to_markdown(table) + "\n\n" + TABLE_NOTE + "\n"
+    if floor is not None and not floor.empty:
+        paths["floor_csv"] = run_dir / "floor.csv"
+        atomic_write_text(paths["floor_csv"], floor.to_csv(index=False))
+        md += "\n## Against the floor\n\n" + floor_markdown(floor) + "\n\n" + FLOOR_NOTE + "\n"
+    atomic_write_text(paths["table_md"], md)
     atomic_write_text(paths["findings"], findings_markdown(findings) + "\n\n" + FINDINGS_NOTE + "\n")
     return paths

@@ -488,11 +488,12 @@ class Study:
     def report(self, tasks: tuple[str, ...] | None = None):
         """The study's end: the feature baselines on ``tasks`` (default: the study's), the comparison
         table of the sweep and baselines, and the findings judged on it, written to ``table.csv``,
-        ``table.md`` and ``findings.md``. Returns ``(table, findings)``. Needs :meth:`sweep` first."""
+        ``table.md`` (with every learned row against the floor, :func:`floor_table`; ``floor.csv``)
+        and ``findings.md``. Returns ``(table, findings)``. Needs :meth:`sweep` first."""
         from lsdkit.report import write_report
         self.baselines(tasks)
         table, findings = tabulate(self.run_dir)
-        write_report(self.run_dir, table, findings)
+        write_report(self.run_dir, table, findings, floor_table(self.run_dir, table))
         return table, findings
 
     def run(self, jobs: int = 1) -> pd.DataFrame:
@@ -529,13 +530,10 @@ def _pipeline_worker(run_dir: str, config: dict, data_dir, threads: int, name: s
     return time.time() - t0
 
 
-def tabulate(run_dir: str | os.PathLike, baselines_required: bool = True):
-    """``(table, findings)`` of a study directory: :func:`lsdkit.report.comparison_table` of
-    ``sweep.csv`` and ``baselines.csv`` with intervals from their test predictions (``sweep.npz``,
-    ``baselines.npz``; without them, no intervals), and :func:`lsdkit.report.judge_findings` on it."""
+def _study_results(run_dir: Path, baselines_required: bool):
+    """``sweep.csv``, ``baselines.csv`` (None where absent and not required) and the test
+    predictions of both (``sweep.npz``, ``baselines.npz``) of a study directory."""
     from lsdkit.probe import load_predictions
-    from lsdkit.report import comparison_table, judge_findings, table_predictions
-    run_dir = Path(run_dir)
     sweep = load_frame(run_dir / "sweep.csv")
     path = run_dir / "baselines.csv"
     baselines = load_frame(path) if baselines_required or path.exists() else None
@@ -543,8 +541,26 @@ def tabulate(run_dir: str | os.PathLike, baselines_required: bool = True):
     for name in ("sweep.npz", "baselines.npz"):
         if (run_dir / name).exists():
             preds.update(load_predictions(run_dir / name))
+    return sweep, baselines, preds
+
+
+def tabulate(run_dir: str | os.PathLike, baselines_required: bool = True):
+    """``(table, findings)`` of a study directory: :func:`lsdkit.report.comparison_table` of
+    ``sweep.csv`` and ``baselines.csv`` with intervals from their test predictions (``sweep.npz``,
+    ``baselines.npz``; without them, no intervals), and :func:`lsdkit.report.judge_findings` on it."""
+    from lsdkit.report import comparison_table, judge_findings, table_predictions
+    sweep, baselines, preds = _study_results(Path(run_dir), baselines_required)
     table = comparison_table(sweep, baselines, preds)
     return table, judge_findings(table, table_predictions(sweep, baselines, preds))
+
+
+def floor_table(run_dir: str | os.PathLike, table: pd.DataFrame | None = None) -> pd.DataFrame:
+    """:func:`lsdkit.report.floor_comparison` of a study directory: every learned row against the
+    best feature baseline of its task, paired bootstrap on the test proteins (empty without baselines)."""
+    from lsdkit.report import comparison_table, floor_comparison, table_predictions
+    sweep, baselines, preds = _study_results(Path(run_dir), False)
+    table = comparison_table(sweep, baselines, preds) if table is None else table
+    return floor_comparison(table, table_predictions(sweep, baselines, preds))
 
 
 def save_frame(path: Path, df: pd.DataFrame) -> None:

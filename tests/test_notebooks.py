@@ -105,7 +105,7 @@ def test_notebooks_stay_thin(path):
 def test_parameter_sets_cover_every_notebook(param_set):
     sets = nbrun.load_params(param_set)
     assert list(sets) == EXPECTED
-    assert sets["01_autoencoders"]["study_preset"] == ("tiny" if param_set == "ci" else "small")   # from _all
+    assert sets["01_autoencoders"]["study_preset"] == ("tiny" if param_set == "ci" else "cpu")   # from _all
     assert "study_preset" not in sets["00_data"]          # _all only reaches notebooks that declare it
 
 

@@ -39,6 +39,10 @@ def test_run_writes_table_and_findings(study):
     assert (table.ci_high - table.ci_low).between(0.001, 0.5).all()
     cells = [c.strip() for line in (d / "table.md").read_text().splitlines()[2:8] for c in line.split("|")[2:-1]]
     assert len(cells) == 6 and all(re.fullmatch(r"0\.\d{3} \[0\.\d{3}, 0\.\d{3}\]( \(t=.*\))?", c) for c in cells)
+    floor = pd.read_csv(d / "floor.csv")             # every learned row against the task's best baseline
+    assert len(floor) == 4 and floor.floor.isin(["Composition", "Dipeptide"]).all()
+    assert floor.verdict.isin(["above the floor", "below the floor", "at the floor"]).all()
+    assert "## Against the floor" in (d / "table.md").read_text()
     md = (d / "findings.md").read_text()
     verdicts = re.findall(r"^\d\. \*\*(.+?)\*\*", md, flags=re.M)
     assert len(verdicts) == 3 and verdicts[0] in ("partly tested", "contradicted")   # finding 1 needs LSD-NM

@@ -240,3 +240,24 @@ def test_comparison_table_from_sweep_rows_and_markdown():
     assert diff.ci_low == pytest.approx(0.6 - 1.96 * np.sqrt(0.24 / 400), abs=0.01)
     cell = f"| Diffusion on LSD-TN | 0.600 [{diff.ci_low:.3f}, {diff.ci_high:.3f}] (t=0.1, layer 2) |"
     assert cell in to_markdown(table)
+
+
+def test_floor_comparison_above_below_and_at_the_floor():
+    """Every learned row against its task's best baseline: a clear win, a clear loss, an overlap."""
+    from lsdkit.report import floor_comparison, floor_markdown
+    rng = np.random.default_rng(1)
+    scores = {**SCORES, "Dipeptide": (0.62, 0.45)}          # the floor: dipeptide on deeploc10, composition on PPI
+    overlap = rng.permutation(_nested(0.63))                 # about as accurate as dipeptide, on other items
+    table, preds = _study(scores, correct={("LSD-NM latent", "deeploc10"): overlap})
+    floor = floor_comparison(table, preds, n_boot=300)
+    got = {(r.row, r.task): r for r in floor.itertuples(index=False)}
+    assert set(floor.row) == set(SCORES) - {"Composition"} and set(floor.task) == {"deeploc10", "ppi_yeast"}
+    assert (floor[floor.task == "deeploc10"].floor == "Dipeptide").all()
+    assert (floor[floor.task == "ppi_yeast"].floor == "Composition").all()
+    assert got["MLM embedding", "deeploc10"].verdict == "above the floor"        # 0.80 vs 0.62, nested
+    assert got["Diffusion on MLM", "deeploc10"].verdict == "below the floor"     # 0.50 vs 0.62
+    assert got["LSD-NM latent", "deeploc10"].verdict == "at the floor"
+    assert got["MLM embedding", "deeploc10"].diff == pytest.approx(0.18)
+    md = floor_markdown(floor)
+    assert "deeploc10: − dipeptide" in md and "+0.180 [" in md and "below the floor" in md
+    assert floor_comparison(table[~table.row.isin(["Composition", "Dipeptide"])], preds).empty

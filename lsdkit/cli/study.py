@@ -109,12 +109,16 @@ def _cmd_sweep(args) -> int:
 
 
 def _cmd_table(args) -> int:
-    from lsdkit.report import findings_markdown, to_markdown, write_report
-    from lsdkit.study import tabulate
+    from lsdkit.report import findings_markdown, floor_markdown, to_markdown, write_report
+    from lsdkit.study import floor_table, tabulate
     run = Path(args.run)
     table, findings = tabulate(run, baselines_required=False)
-    write_report(run, table, findings)
+    floor = floor_table(run, table)
+    write_report(run, table, findings, floor)
     print(to_markdown(table))
+    if not floor.empty:
+        print("\nAgainst the floor (learned row − best baseline, paired bootstrap):\n")
+        print(floor_markdown(floor))
     print()
     print(findings_markdown(findings))
     return 0
