@@ -13,6 +13,7 @@ Keys of the output (all rows in input order):
 ``<key>_residues``          with ``--per-residue``: [Σ lengths, D] every residue, concatenated
 ``offsets``                 with ``--per-residue``: [N + 1]; sequence i is rows offsets[i]:offsets[i+1]
 ``meta``                    a JSON string: checkpoint, kind, t values, layers, k, seed, max_len
+``label``, ``split``          with ``--task``: [N] each record's label (as text) and split
 ==========================  ================================================================
 
 Input: FASTA (``.fasta``/``.fa``/…, optionally ``.gz``/``.xz``/``.bz2``) or CSV/TSV with a sequence

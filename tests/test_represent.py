@@ -255,3 +255,21 @@ def test_per_residue_task_with_sequences_longer_than_the_window(diffusion):
     task = TaskData(spec=spec, splits=splits, classes=("H", "E", "C"))
     X, Y = task_arrays(task, rep(diffusion, max_len=10).featurizer(0.5, 1))
     assert X["test"].shape == (25 + 9 + 31, 64) and len(Y["test"]) == 65
+
+
+def test_embed_a_task_writes_labels_and_splits(diffusion, tmp_path):
+    ckpt = save_model(tmp_path / "d", diffusion)
+    task = tmp_path / "t.csv"
+    records = [(f"{i}_{k}", s, "nucleus" if k % 2 else "cytoplasm", ("train", "valid", "test")[k % 3])
+               for k, (i, s) in enumerate(zip(IDS * 3, SEQS * 3))]
+    task.write_text("entry,seq,where,split\n" + "".join(",".join(r) + "\n" for r in records))
+    out = tmp_path / "e.npz"
+    assert cli.main(["embed", "--checkpoint", str(ckpt), "--task", str(task), "--label-col", "where",
+                     "--out", str(out)]) == 0
+    with np.load(out) as f:
+        assert len(f["ids"]) == 12 and set(f["split"]) == {"train", "valid", "test"}
+        assert set(f["label"]) == {"nucleus", "cytoplasm"} and f["latent"].shape == (12, 16)
+        by_id = dict(zip(f["ids"], f["label"]))
+    assert by_id["p2_1"] == "nucleus" and by_id["p1_0"] == "cytoplasm"
+    assert cli.main(["embed", "--checkpoint", str(ckpt), "--input", str(task), "--label-col", "where",
+                     "--out", str(out)]) == 2

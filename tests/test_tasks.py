@@ -355,3 +355,26 @@ def test_duplicates_are_reported_and_can_be_grouped(tmp_path):
     g = load_custom_task(p, duplicates="group")
     assert not any(v for k, v in duplicate_report(g).items() if "/" in k)
     assert sum(g.sizes().values()) == 36 and any(n.startswith("duplicates grouped: ") for n in g.notes)
+
+
+def test_cross_validation_folds_of_a_task_file(tmp_path, capsys):
+    """--folds K: every record is tested exactly once, folds never share a record between splits; a
+    task with a fixed split is refused; the CLI reports mean ± sd over the folds."""
+    from lsdkit import cli
+    from lsdkit.data.tasks import TaskError, cv_task
+    path = write(tmp_path, "b.csv", "id,sequence,label\n" + _many(120, lambda i: i % 2))
+    task = load_custom_task(path)
+    folds = cv_task(task, 4)
+    assert [f.fold for f in folds] == [0, 1, 2, 3] and {f.spec.protocol for f in folds} == {"custom-cv4-lsdkit"}
+    tested = [r.id for f in folds for r in f.splits["test"]]
+    assert sorted(tested) == sorted(r.id for s in task.splits.values() for r in s)      # each record once
+    for f in folds:
+        ids = {s: {r.id for r in f.splits[s]} for s in ("train", "valid", "test")}
+        assert not (ids["train"] & ids["test"]) and not (ids["valid"] & ids["test"]) and not (ids["train"] & ids["valid"])
+    fixed = load_custom_task(write(tmp_path, "s.csv", "id,sequence,label,split\n" + "".join(
+        f"r{i},{'MKVL' * 10},{i % 2},{('train', 'valid', 'test')[i % 3]}\n" for i in range(30))))
+    with pytest.raises(TaskError, match="fixed split"):
+        cv_task(fixed, 3)
+    assert cli.main(["probe", "--features", "composition", "--task", str(path), "--folds", "3"]) == 0
+    out = capsys.readouterr().out
+    assert "custom-cv3-lsdkit" in out and " ± " in out

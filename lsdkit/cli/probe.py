@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import sys
 
-from lsdkit.cli.args import (add_task_file_arguments, check_task_file_arguments, describe_task, load_task_ref,
-                             names, positive_int, task_refs)
+from lsdkit.cli.args import (add_task_file_arguments, check_task_file_arguments, describe_task, flag_error,
+                             load_task_ref, names, positive_int, task_refs)
 
 METRICS = ("macro_f1", "balanced_accuracy", "mcc", "auroc", "auprc")
 
@@ -39,6 +39,8 @@ def add_commands(sub) -> None:
                         f"{', '.join(METRICS)} (task files get them by default)")
     p.add_argument("--predictions", default=None, metavar="FILE",
                    help="write every test record's label, prediction and score to this CSV")
+    p.add_argument("--folds", type=positive_int, default=None, metavar="K",
+                   help="K-fold cross-validation of a task file without a split column (mean ± sd over folds)")
     add_task_file_arguments(p)
     p.set_defaults(func=_cmd_probe)
 
@@ -74,12 +76,17 @@ def _cmd_probe(args) -> int:
     everything = "all" in args.task
     refs = task_names() if everything else list(args.task)
     tasks = [load_task_ref(args, ref) for ref in refs]          # task files: read (and checked) before any work
+    if args.folds is not None:
+        from lsdkit.data.tasks import cv_task
+        if all(isinstance(t, str) for t in tasks):
+            raise flag_error("--folds", "applies only to a task file (give --task PATH)")
+        tasks = [t if isinstance(t, str) else cv_task(t, args.folds) for t in tasks]
     for task in tasks:
         if not isinstance(task, str):
-            print("\n".join(describe_task(task)), file=sys.stderr, flush=True)
+            print("\n".join(describe_task(task[0] if isinstance(task, list) else task)), file=sys.stderr, flush=True)
     done, rows, predicted = [], [], []
     for task in tasks:
-        spec = TASKS[task] if isinstance(task, str) else task.spec
+        spec = TASKS[task] if isinstance(task, str) else task[0].spec if isinstance(task, list) else task.spec
         if args.features == "onehot-flat" and (spec.sequence_length is None or spec.kind == "residue_multiclass"):
             if not everything:
                 raise DataError(f"onehot-flat needs a fixed-length task; {spec.name} has none (try gb1_*, gfp)")
@@ -87,11 +94,18 @@ def _cmd_probe(args) -> int:
         if isinstance(task, str):
             print(describe_task(load_task(task, args.data, task_folds(task)[0]))[-1], file=sys.stderr, flush=True)
         featurizer = _featurizer(args, spec.sequence_length)
-        results = run_probe(task, featurizer, cfg, data=args.data)
+        if isinstance(task, list):                   # --folds: one probe per fold, rows give mean ± sd
+            results = [r for fold in task for r in run_probe(fold, featurizer, cfg, data=args.data)]
+        else:
+            results = run_probe(task, featurizer, cfg, data=args.data)
         done.append(results)
         rows += result_rows(results)
         print(markdown_table([results]).splitlines()[-1], file=sys.stderr, flush=True)
-        folds = {r.fold: (task if not isinstance(task, str) else load_task(task, args.data, r.fold)) for r in results}
+        if isinstance(task, list):
+            folds = {d.fold: d for d in task}
+        else:
+            folds = {r.fold: (task if not isinstance(task, str) else load_task(task, args.data, r.fold))
+                     for r in results}
         print(_metric_lines(results, folds), file=sys.stderr, flush=True)
         if args.predictions:
             predicted += [row for r in results for row in prediction_rows(folds[r.fold], r)]

@@ -643,6 +643,32 @@ def load_custom_task(path: str | os.PathLike, kind: str | None = None, *, labels
     return TaskData(spec=spec, splits=records, classes=cls, notes=tuple(notes))
 
 
+def cv_task(task: TaskData, n_folds: int, salt: str = "lsdkit") -> list[TaskData]:
+    """``n_folds``-fold cross-validation of a task file without a fixed split: every record pooled,
+    fold i tests on the i-th part (a stable hash of the id, :func:`lsdkit.data.splits.cv_fold`) and
+    carves 10 % of the rest as valid. A task whose file has a split column, or a registered one, is
+    refused: its split is the protocol."""
+    from dataclasses import replace
+
+    from lsdkit.data.splits import cv_fold
+    if not task.spec.protocol.startswith("custom-hash-split"):
+        raise TaskError(f"--folds: task {task.name} has a fixed split ({task.spec.protocol}); cross-validation is "
+                        "for task files without a split column")
+    if n_folds < 2:
+        raise TaskError(f"--folds: need at least 2 folds, got {n_folds}")
+    records = [r for s in SPLITS for r in task.splits[s]]
+    spec = replace(task.spec, protocol=f"custom-cv{n_folds}-{salt}")
+    out = []
+    for fold in range(n_folds):
+        splits, note = cv_fold(records, n_folds, fold, salt)
+        empty = [s for s in SPLITS if not splits[s]]
+        if empty:
+            raise TaskError(f"--folds {n_folds}: fold {fold} of {task.name} has no {empty[0]} records "
+                            f"({len(records)} records in all); use fewer folds")
+        out.append(TaskData(spec=spec, splits=splits, classes=task.classes, notes=task.notes + (note,), fold=fold))
+    return out
+
+
 def duplicate_report(task: TaskData) -> dict[str, int]:
     """Exact duplicate sequences (pairs for pair tasks) across splits: for each pair of splits, how
     many records of the later split have a sequence that also occurs in the earlier one
