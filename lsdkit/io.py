@@ -101,6 +101,25 @@ def atomic_save_npz(path: str | os.PathLike, arrays: dict) -> Path:
     return Path(path)
 
 
+def atomic_save_ragged(path: str | os.PathLike, arrays: list) -> Path:
+    """A list of ``[L_i, D]`` arrays as one ``.npz`` (``values`` float32 ``[Σ L_i, D]``, ``offsets``
+    int64 ``[n + 1]``), atomically; :func:`load_ragged` reads it back."""
+    import numpy as np
+
+    offsets = np.zeros(len(arrays) + 1, dtype=np.int64)
+    offsets[1:] = np.cumsum([len(a) for a in arrays])
+    return atomic_save_npz(path, {"values": np.concatenate(arrays).astype(np.float32), "offsets": offsets})
+
+
+def load_ragged(path: str | os.PathLike) -> list:
+    """The list of arrays :func:`atomic_save_ragged` wrote."""
+    import numpy as np
+
+    with np.load(path) as f:
+        values, offsets = f["values"], f["offsets"]
+    return [values[offsets[i]:offsets[i + 1]] for i in range(len(offsets) - 1)]
+
+
 @contextlib.contextmanager
 def atomic_directory(path: str | os.PathLike) -> Iterator[Path]:
     """``with atomic_directory(path) as d:`` fill the new directory ``d``; it then becomes ``path``.

@@ -31,7 +31,6 @@ from __future__ import annotations
 import functools
 import hashlib
 import os
-import sys
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -164,12 +163,13 @@ def fair_esm_to_hf(state: dict) -> dict:
 
 
 def _load_fair_esm(path: Path):
-    import argparse
     import pickle
+    import types
 
     from transformers import EsmConfig, EsmModel
     try:
-        with torch.serialization.safe_globals([argparse.Namespace]):
+        # fair-esm pickles its config as an argparse.Namespace: read it as a SimpleNamespace (same attributes)
+        with torch.serialization.safe_globals([(types.SimpleNamespace, "argparse.Namespace")]):
             data = torch.load(path, map_location="cpu", weights_only=True)
     except (pickle.UnpicklingError, RuntimeError) as e:
         if os.environ.get("LSDKIT_TRUST_PICKLE") != "1":
@@ -347,7 +347,6 @@ class PretrainedFeaturizer:
         self.name = self.encoder.name
         self.rep = Representer(self.encoder, max_tokens=max_tokens, cache_dir=cache_dir, device=device,
                                progress=progress)
-        self.max_len = self.rep.max_len
 
     def __call__(self, seqs, ids=None) -> np.ndarray:
         seqs = list(seqs)
@@ -388,15 +387,12 @@ class CachedFeaturizer:
         return values
 
     def residues(self, seqs) -> list[np.ndarray]:
-        from lsdkit.io import atomic_save_npz
+        from lsdkit.io import atomic_save_ragged, load_ragged
         path = self._path(seqs, "res")
         if path.is_file():
             self.counters["hits"] += 1
-            with np.load(path) as z:
-                v, o = z["values"], z["offsets"]
-            return [v[o[i]:o[i + 1]] for i in range(len(o) - 1)]
+            return load_ragged(path)
         per = self.inner.residues(seqs)
-        offsets = np.concatenate([[0], np.cumsum([len(x) for x in per])]).astype(np.int64)
-        atomic_save_npz(path, {"values": np.concatenate(per).astype(np.float32), "offsets": offsets})
+        atomic_save_ragged(path, per)
         self.counters["computed"] += 1
         return per

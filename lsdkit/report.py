@@ -63,7 +63,7 @@ def diffusion_row(encoder: str) -> str:
     return f"Diffusion on {encoder}"
 
 
-def _primary(task: str) -> str:
+def primary_metric(task: str) -> str:
     from lsdkit.data.tasks import get_task
     return get_task(task).metric
 
@@ -79,7 +79,7 @@ def chosen_keys(sweep: pd.DataFrame) -> pd.DataFrame:
     """The (t, layer) chosen on validation for each diffusion representation and task, with its test
     score at the task's primary metric: representation, task, t, layer, metric, value."""
     rows = headline(sweep)
-    rows = rows[rows["t"].notna() & (rows["metric"] == rows["task"].map(_primary))]
+    rows = rows[rows["t"].notna() & (rows["metric"] == rows["task"].map(primary_metric))]
     return rows[["representation", "task", "t", "layer", "metric", "value"]].reset_index(drop=True)
 
 
@@ -88,7 +88,7 @@ def _cells(sweep: pd.DataFrame, baselines: pd.DataFrame | None) -> list[dict]:
     the ``(representation, task, key)`` of their predictions."""
     out = []
     for _, r in headline(sweep).iterrows():
-        if r["metric"] != _primary(r["task"]):
+        if r["metric"] != primary_metric(r["task"]):
             continue
         if r["key"] == "latent":
             row, detail = latent_row(r["representation"]), ""
@@ -99,7 +99,7 @@ def _cells(sweep: pd.DataFrame, baselines: pd.DataFrame | None) -> list[dict]:
     if baselines is not None and len(baselines):
         b = baselines[baselines["split"] == "test"]
         for _, r in b.iterrows():
-            if r["metric"] == _primary(r["task"]):
+            if r["metric"] == primary_metric(r["task"]):
                 out.append(dict(row=str(r["representation"]).capitalize(), task=r["task"], metric=r["metric"],
                                 value=float(r["value"]), detail="",
                                 source=(str(r["representation"]), r["task"], BASELINE_KEY)))

@@ -49,7 +49,7 @@ from lsdkit.checkpoint import config_to_dict, load_model, resolve
 from lsdkit.data.batching import TokenBudgetBatchSampler, collate
 from lsdkit.device import autocast, resolve_device, resolve_precision
 from lsdkit.errors import ArgumentError
-from lsdkit.io import atomic_save_npz
+from lsdkit.io import atomic_save_npz, atomic_save_ragged, load_ragged
 from lsdkit.models.diffusion import standardise, weights_hash
 from lsdkit.schedules import DEFAULT_TS, q_sample
 
@@ -308,7 +308,8 @@ class Representer:
         acc: dict = {}
 
         def add(key, idx, h, weight):
-            """Each unit's owned residues into its sequence: rows (per residue) or sums / length (pooled)."""
+            """Each unit's owned residues into its sequence: rows (per residue) or the owned residues'
+            sum divided by the sequence's length (pooled; ``pool_w`` and ``seq`` are the batch's)."""
             h = h.float()
             if per_residue:
                 rows = acc.setdefault(key, [None] * N)
@@ -320,12 +321,7 @@ class Representer:
             else:
                 if key not in acc:
                     acc[key] = np.zeros((N, h.shape[-1]), dtype=np.float32)
-                own = torch.zeros(h.shape[:2], dtype=h.dtype, device=h.device)
-                for j, u in enumerate(idx):
-                    own[j, units[u][2]:units[u][3]] = 1.0
-                seq = np.array([units[u][0] for u in idx])
-                sums = (h * own[..., None]).sum(1).cpu().numpy() / lengths[seq][:, None]
-                np.add.at(acc[key], seq, sums * weight)
+                np.add.at(acc[key], seq, torch.einsum("bl,bld->bd", pool_w, h).cpu().numpy() * weight)
 
         desc = f"{self.kind} features" + (f" at {len(ts)} t" if ts else "")
         for idx in tqdm(sampler, total=len(sampler), desc=desc, unit="batch", leave=False, delay=2,
@@ -333,6 +329,11 @@ class Representer:
             pieces = [toks[units[u][0]][units[u][1]:units[u][1] + self.max_len] for u in idx]
             batch = collate([("", p) for p in pieces])
             tokens, mask = batch["tokens"].to(self.device), batch["mask"].to(self.device)
+            seq = np.array([units[u][0] for u in idx])
+            owned = torch.tensor([units[u][2:] for u in idx], device=self.device)     # [B, 2]: a, b
+            pos = torch.arange(tokens.shape[1], device=self.device)
+            pool_w = (((pos >= owned[:, :1]) & (pos < owned[:, 1:])).float()
+                      / torch.as_tensor(lengths[seq], dtype=torch.float32, device=self.device)[:, None])
             with autocast(self.device, self.precision):
                 z = m.encoder_latents(tokens, mask) if self.kind == "diffusion" else m.encode(tokens, mask)
             z = z.float()
@@ -383,14 +384,12 @@ class Representer:
         if path is None or not path.is_file():
             return None
         try:
+            if per_residue:
+                rows = load_ragged(path)
+                return rows if len(rows) == n else None
             with np.load(path) as f:
-                if per_residue:
-                    values, offsets = f["values"], f["offsets"]
-                    if len(offsets) != n + 1:
-                        return None
-                    return [values[offsets[i]:offsets[i + 1]] for i in range(n)]
                 values = f["values"]
-                return values if len(values) == n else None
+            return values if len(values) == n else None
         except (OSError, ValueError, KeyError):   # a damaged cache file is recomputed
             return None
 
@@ -399,9 +398,7 @@ class Representer:
         if path is None:
             return
         if per_residue:
-            offsets = np.zeros(len(value) + 1, dtype=np.int64)
-            offsets[1:] = np.cumsum([len(v) for v in value])
-            atomic_save_npz(path, {"values": np.concatenate(value).astype(np.float32), "offsets": offsets})
+            atomic_save_ragged(path, value)
         else:
             atomic_save_npz(path, {"values": np.asarray(value, dtype=np.float32)})
         self.counters["cache_writes"] += 1

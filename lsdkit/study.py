@@ -429,16 +429,23 @@ class Study:
         in ``learning_curve.png`` (:func:`lsdkit.viz.learning_curve_plot`)."""
         from lsdkit.baselines import get_featurizer
         from lsdkit.probe import result_rows, run_probe
+        from lsdkit.report import primary_metric
         from lsdkit.viz import learning_curve_plot, save_figure
         tasks = tuple(tasks or self.config.curve_tasks)
         if not tasks:
             raise ArgumentError("no learning-curve tasks: set StudyConfig.curve_tasks (or pass tasks)")
         frames = [self.learning_curve_encoder(name, tasks) for name in self.config.encoders]
+        path = self.run_dir / "baselines.csv"        # the report's baseline probes, where it has them
+        done = pd.read_csv(path) if path.exists() else pd.DataFrame(columns=["representation", "task"])
         rows = []
         for b in self.config.baselines:
             for task in tasks:
-                results = run_probe(task, get_featurizer(b), self._probe_config(), data=self.data_dir)
-                rows += [r for r in result_rows(results) if r["split"] == "valid" and r["metric"] == results[0].metric]
+                have = done[(done["representation"] == b) & (done["task"] == task)]
+                if len(have):
+                    results = have.to_dict("records")
+                else:
+                    results = result_rows(run_probe(task, get_featurizer(b), self._probe_config(), data=self.data_dir))
+                rows += [r for r in results if r["split"] == "valid" and r["metric"] == primary_metric(task)]
         if rows:
             frames.append(pd.DataFrame(rows).drop(columns=["hyperparams", "t"]))
         df = pd.concat(frames, ignore_index=True)
@@ -502,9 +509,10 @@ class Study:
         if jobs > 1:
             self.run_parallel(jobs)
         self.sweep()
+        table = self.report()[0]
         if self.config.curve_tasks:
-            self.learning_curve()
-        return self.report()[0]
+            self.learning_curve()                  # after the report: its baseline probes are reused
+        return table
 
 
 def _pipeline_worker(run_dir: str, config: dict, data_dir, threads: int, name: str, log: str) -> float:
