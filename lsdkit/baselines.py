@@ -206,24 +206,29 @@ class UniRep:
     name = "unirep"
 
     def __init__(self, weights: str | os.PathLike | None = None, device: str | None = None,
-                 max_tokens: int = 16384):
+                 max_tokens: int = 65536, max_batch: int = 256, precision: str = "fp32"):
         import torch
 
-        self.path = unirep_weights_path(weights)
-        from lsdkit.device import resolve_device
+        from lsdkit.device import resolve_device, resolve_precision
 
+        self.path = unirep_weights_path(weights)
         self.device = resolve_device(device)
-        self.max_tokens = max_tokens
+        self.precision = resolve_precision(precision, self.device)
+        self.max_tokens, self.max_batch = max_tokens, max_batch
         with np.load(self.path) as z:
             p = {k: torch.from_numpy(z[k]).to(self.device, torch.float32) for k in z.files}
         if "mlstm.1.wmh" in p:
             raise UniRepUnavailable(f"{self.path}: a multi-layer mLSTM (64/256); only the 1900 model is supported")
+        # bf16: the two recurrent matrix products (almost all of the work) run in bf16 with fp32
+        # accumulation; the cell state, gates and the input products stay fp32
+        mm = torch.bfloat16 if self.precision == "bf16" else torch.float32
         self.embedding, self.b = p["embedding"], p["mlstm.0.b"]
         self.wmx = _weight_norm(p["mlstm.0.wmx"], p["mlstm.0.gmx"])
-        self.wmh = _weight_norm(p["mlstm.0.wmh"], p["mlstm.0.gmh"])
+        self.wmh = _weight_norm(p["mlstm.0.wmh"], p["mlstm.0.gmh"]).to(mm)
         self.wx = _weight_norm(p["mlstm.0.wx"], p["mlstm.0.gx"])
-        self.wh = _weight_norm(p["mlstm.0.wh"], p["mlstm.0.gh"])
+        self.wh = _weight_norm(p["mlstm.0.wh"], p["mlstm.0.gh"]).to(mm)
         self.dim = self.wmh.shape[0]
+        self.name = "unirep" if self.precision == "fp32" else f"unirep-{self.precision}"
         lut = np.full(128, -1, np.int64)
         for aa, code in _UNIREP_CODES.items():
             lut[ord(aa)] = code
@@ -236,53 +241,69 @@ class UniRep:
 
     def hidden(self, sequences: Sequence[str]) -> list[np.ndarray]:
         """Hidden states [L+1, 1900] per sequence (after the start token, then after each residue)."""
+        return self._run(sequences, pooled=False)
+
+    def _run(self, sequences: Sequence[str], pooled: bool) -> list[np.ndarray]:
+        """Hidden states per sequence, or (``pooled``) their mean; batches of similar length."""
         import torch
 
         codes = [self.codes(s, f"#{i}") for i, s in enumerate(sequences)]
         order = np.argsort([len(c) for c in codes], kind="stable")
         out: list[np.ndarray | None] = [None] * len(codes)
+        budget = float("inf") if pooled else self.max_tokens       # pooled: no [B, T, D] kept
         start = 0
         while start < len(order):
             end = start + 1
-            while end < len(order) and (end - start + 1) * len(codes[order[end]]) <= self.max_tokens:
+            while (end < len(order) and end - start < self.max_batch
+                   and (end - start + 1) * len(codes[order[end]]) <= budget):
                 end += 1
-            batch = [codes[i] for i in order[start:end]]
-            T = max(len(c) for c in batch)
-            tok = torch.zeros(len(batch), T, dtype=torch.long)
+            batch = [codes[i] for i in order[start:end]]        # ascending length
+            tok = torch.zeros(len(batch), len(batch[-1]), dtype=torch.long)
             for j, c in enumerate(batch):
                 tok[j, :len(c)] = torch.from_numpy(c)
-            lengths = torch.tensor([len(c) for c in batch])
+            lengths = [len(c) for c in batch]
             with torch.no_grad():
-                h = self._scan(tok.to(self.device), lengths.to(self.device)).cpu().numpy()
+                h = self._scan(tok.to(self.device), lengths, pooled).cpu().numpy()
             for j, i in enumerate(order[start:end]):
-                out[i] = h[j, :len(codes[i])]
+                out[i] = h[j] if pooled else h[j, :len(codes[i])]
             start = end
         return out
 
-    def _scan(self, tok, lengths):
-        """The mLSTM recurrence over a padded batch; padded steps leave (h, c) unchanged."""
+    def _scan(self, tok, lengths: list[int], pooled: bool):
+        """The mLSTM recurrence over a batch sorted by ascending length: step t updates only the
+        rows still running (a suffix of the batch). Returns every hidden state [B, T, D] or
+        (``pooled``) their mean over each sequence's own steps [B, D]."""
         import torch
 
         x = self.embedding[tok]                                  # [B, T, 10]
-        xm, xz = x @ self.wmx, x @ self.wx + self.b              # input parts of m_t and z_t
         B, T = tok.shape
-        h = torch.zeros(B, self.dim, device=tok.device)
+        D, mm = self.dim, self.wmh.dtype
+        h = torch.zeros(B, D, device=tok.device)
         c = torch.zeros_like(h)
-        hs = torch.empty(B, T, self.dim, device=tok.device)
+        acc = torch.zeros_like(h) if pooled else torch.zeros(B, T, D, device=tok.device)
+        first = 0                                                # rows before it have finished
         for t in range(T):
-            m = xm[:, t] * (h @ self.wmh)                        # multiplicative state
-            i, f, o, u = (xz[:, t] + m @ self.wh).chunk(4, dim=-1)
-            c_new = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(u)
-            h_new = torch.sigmoid(o) * torch.tanh(c_new)
-            live = (t < lengths)[:, None]
-            h, c = torch.where(live, h_new, h), torch.where(live, c_new, c)
-            hs[:, t] = h_new
-        return hs
+            while lengths[first] <= t:
+                first += 1
+            xt, hp, cp = x[first:, t], h[first:], c[first:]
+            m = torch.mm(hp.to(mm), self.wmh).float().mul_(xt @ self.wmx)      # multiplicative state
+            z = torch.addmm(self.b, xt, self.wx).add_(torch.mm(m.to(mm), self.wh).float())
+            gates = z[:, :3 * D].sigmoid_()                                      # i, f, o
+            cp = torch.addcmul(gates[:, D:2 * D] * cp, gates[:, :D], z[:, 3 * D:].tanh_())
+            hp = gates[:, 2 * D:] * torch.tanh(cp)
+            h[first:], c[first:] = hp, cp
+            if pooled:
+                acc[first:] += hp
+            else:
+                acc[first:, t] = hp
+        if pooled:
+            acc /= torch.tensor(lengths, dtype=acc.dtype, device=acc.device)[:, None]
+        return acc
 
     def __call__(self, sequences: Sequence[str]) -> np.ndarray:
         if not len(sequences):
             return np.zeros((0, self.dim), np.float32)
-        return np.stack([h.mean(axis=0) for h in self.hidden(sequences)]).astype(np.float32)
+        return np.stack(self._run(sequences, pooled=True)).astype(np.float32)
 
     def residues(self, sequences: Sequence[str]) -> list[np.ndarray]:
         return [h[1:].astype(np.float32) for h in self.hidden(sequences)]

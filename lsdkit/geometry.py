@@ -517,21 +517,19 @@ def geometry_along_t(rep, ts: Sequence[float], layer: int | None = -1, ids=None,
 def study_geometry(study, config: GeometryConfig | None = None) -> pd.DataFrame:
     """:func:`geometry_table` of every encoder of ``study`` (its latent, standardised as its
     denoiser sees it) on ``config.n_proteins`` proteins of the study's validation split."""
-    from lsdkit.models.presets import DISPLAY_NAMES
     cfg = config or GeometryConfig()
     ids, seqs = study.valid_sequences(cfg.n_proteins)
-    reps = {DISPLAY_NAMES[name]: study.representer(name) for name in study.config.encoders}
+    reps = {study.display_name(name): study.representer(name) for name in study.latent_spaces}
     return geometry_table(reps, ids, seqs, cfg, study.data_dir)
 
 
 def study_geometry_along_t(study, encoder: str, ts: Sequence[float] | None = None, layer: int | None = -1,
                            config: GeometryConfig | None = None, explorer_points: int = 1000) -> GeometryAlongT:
     """:func:`geometry_along_t` of ``encoder``'s denoiser (default t grid: the study's)."""
-    from lsdkit.models.presets import DISPLAY_NAMES
     cfg = config or GeometryConfig()
     ids, seqs = study.valid_sequences(cfg.n_proteins)
     return geometry_along_t(study.representer(encoder), ts or study.config.ts, layer, ids, seqs, cfg,
-                            study.data_dir, name=f"{DISPLAY_NAMES[encoder]} diffusion",
+                            study.data_dir, name=f"{study.display_name(encoder)} diffusion",
                             explorer_points=explorer_points)
 
 
@@ -580,6 +578,9 @@ def representation_name(model) -> str:
     diffusion model's frozen encoder)."""
     from lsdkit.models.presets import DISPLAY_NAMES
     enc = model.encoder if model.kind == "diffusion" else model
+    if enc.kind == "pretrained":
+        from lsdkit.pretrained import display_name
+        return display_name(enc.name)
     if enc.kind == "mlm":
         return DISPLAY_NAMES["mlm"]
     b = getattr(enc.config, "bottleneck", "")

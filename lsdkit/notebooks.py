@@ -274,18 +274,22 @@ def strip_outputs(path: str | os.PathLike) -> bool:
 
 # --- inside a notebook ----------------------------------------------------------------------------
 def open_study(notebook: str, run_dir=None, study_preset: str = "tiny", study_overrides: dict | None = None,
-               data_dir=None, figures_dir=None):
+               data_dir=None, figures_dir=None, pretrained=None):
     """The set-up cell of the study notebooks (01-05), from their parameters.
 
     Sets up figures (:func:`lsdkit.viz.setup`, file names prefixed ``"<notebook>-"``), opens the
     :class:`~lsdkit.study.Study` in ``run_dir`` (default ``lsdkit-run``) with the preset and
-    overrides, prints the run directory and the encoders, and returns ``(figs, study)``.
+    overrides, prints the run directory and the latent spaces, and returns ``(figs, study)``.
+    ``pretrained``: pretrained models (``near``, ``esm2:PATH``) whose embeddings join the kit's
+    latent spaces (``StudyConfig.pretrained``: their denoisers are trained and swept alike).
     """
     from lsdkit import viz
-    from lsdkit.models.presets import DISPLAY_NAMES
     from lsdkit.study import Study, study_config
 
     figs = viz.setup(figures_dir, prefix=f"{notebook}-")
-    study = Study(run_dir or "lsdkit-run", study_config(study_preset, **(study_overrides or {})), data_dir=data_dir)
-    print(f"run directory: {study.run_dir}; encoders: {[DISPLAY_NAMES[e] for e in study.config.encoders]}")
+    overrides = dict(study_overrides or {})
+    if pretrained:
+        overrides["pretrained"] = tuple(pretrained)
+    study = Study(run_dir or "lsdkit-run", study_config(study_preset, **overrides), data_dir=data_dir)
+    print(f"run directory: {study.run_dir}; latent spaces: {[study.display_name(e) for e in study.latent_spaces]}")
     return figs, study

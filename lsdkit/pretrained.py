@@ -31,6 +31,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import os
+import re
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -83,6 +84,23 @@ def parse_spec(spec: str) -> PretrainedConfig:
 
 def is_spec(name: str) -> bool:
     return name == "near" or name.startswith("esm2:")
+
+
+def display_name(spec: str) -> str:
+    """The name of a pretrained latent space in tables and figures: ``NEAR``, ``ESM-2 <file stem>[@LAYER]``."""
+    c = parse_spec(spec)
+    if c.source == "near":
+        return "NEAR"
+    return f"ESM-2 {Path(c.path).stem}" + ("" if c.layer == -1 else f"@{c.layer}")
+
+
+def slug(spec: str) -> str:
+    """A file-name-safe name of a pretrained model: ``near``, ``esm2-<file stem>[-L<layer>]``."""
+    c = parse_spec(spec)
+    if c.source == "near":
+        return "near"
+    stem = re.sub(r"[^A-Za-z0-9_.-]+", "-", Path(c.path).stem)
+    return f"esm2-{stem}" + ("" if c.layer == -1 else f"-L{c.layer}")
 
 
 def _lut(table: dict[str, int], default: int) -> torch.Tensor:
@@ -341,12 +359,14 @@ class PretrainedFeaturizer:
     cached on disk per sequence set (``cache_dir``; None: no cache)."""
 
     def __init__(self, spec: str | PretrainedEncoder, cache_dir: str | os.PathLike | None = None,
-                 max_tokens: int = 16384, device: str | None = None, progress: bool = True):
+                 max_tokens: int = 16384, device: str | None = None, progress: bool = True,
+                 precision: str = "fp32"):
         from lsdkit.represent import Representer
         self.encoder = load_encoder(spec) if isinstance(spec, str) else spec
-        self.name = self.encoder.name
         self.rep = Representer(self.encoder, max_tokens=max_tokens, cache_dir=cache_dir, device=device,
-                               progress=progress)
+                               progress=progress, precision=precision)
+        bf16 = self.rep.precision == "bf16"
+        self.name = self.encoder.name + ("-bf16" if bf16 else "")
 
     def __call__(self, seqs, ids=None) -> np.ndarray:
         seqs = list(seqs)

@@ -718,6 +718,7 @@ def result_rows(results: list[ProbeResult]) -> list[dict[str, Any]]:
     r0 = results[0]
     hyper = ({"runs": [{"fold": r.fold, "seed": r.seed, **{k: v for k, v in r.hyperparams.items() if k != "grid"}}
                        for r in results], "grid": r0.hyperparams["grid"]} if len(results) > 1 else r0.hyperparams)
+    ci = score_interval(results)
     rows = []
     for split in ("valid", "test"):
         for m in r0.metrics:
@@ -727,17 +728,31 @@ def result_rows(results: list[ProbeResult]) -> list[dict[str, Any]]:
             named = [(m, mean)] + ([(f"{m}_sd", fold_sd)] if fold_sd is not None else []) \
                 + ([(f"{m}_seed_sd", seed_sd)] if seed_sd is not None else [])
             for metric, value in named:
-                rows.append({"representation": r0.representation, "task": r0.task, "t": r0.t, "split": split,
-                             "metric": metric, "value": value, "hyperparams": json.dumps(hyper, default=str),
-                             "seed": r0.seed, "protocol": r0.protocol})
+                row = {"representation": r0.representation, "task": r0.task, "t": r0.t, "split": split,
+                       "metric": metric, "value": value}
+                if ci is not None and split == "test" and metric == r0.metric:
+                    row.update(ci_low=ci.low, ci_high=ci.high)
+                rows.append({**row, "hyperparams": json.dumps(hyper, default=str), "seed": r0.seed,
+                             "protocol": r0.protocol, "seconds": round(sum(r.seconds for r in results), 3)})
     return rows
+
+
+def score_interval(results: list[ProbeResult], n: int = 1000, seed: int = 0, level: float = 0.95):
+    """The 95 % percentile bootstrap interval of the primary test metric over the test items (whole
+    proteins for per-residue tasks; within folds for CV tasks; the first probe seed's predictions),
+    or None when the results carry no test predictions. Its centre is the pooled value, which for a
+    CV task is the mean over folds."""
+    if any(r.test_predictions is None for r in results):
+        return None
+    return pooled_predictions(results).interval(results[0].metric, n=n, seed=seed, level=level)
 
 
 def markdown_table(results_per_task: list[list[ProbeResult]]) -> str:
     """One line per task: primary metric on valid and test (mean ± sd over folds; ± sd over probe
-    seeds where the probe is stochastic), choices, sizes."""
-    lines = ["| representation | task | protocol | metric | valid | test | chosen | n train/valid/test | s |",
-             "|---|---|---|---|---|---|---|---|---|"]
+    seeds where the probe is stochastic), the test score's 95 % bootstrap interval
+    (:func:`test_interval`), choices, sizes and seconds (features and probes)."""
+    lines = ["| representation | task | protocol | metric | valid | test | test 95 % CI | chosen | n train/valid/test "
+             "| s |", "|---|---|---|---|---|---|---|---|---|---|"]
     for results in results_per_task:
         r0 = results[0]
         name = "alpha" if "alpha" in r0.hyperparams else "C"
@@ -749,6 +764,8 @@ def markdown_table(results_per_task: list[list[ProbeResult]]) -> str:
         chosen = ",".join(f"{r.hyperparams[name]:g}" for r in results)
         n = "/".join(str(results[0].n_rows[s]) for s in SPLITS)
         secs = sum(r.seconds for r in results)
+        ci = score_interval(results)
+        ci = "—" if ci is None else f"[{ci.low:.3f}, {ci.high:.3f}]"
         lines.append(f"| {r0.representation} | {r0.task} | {r0.protocol} | {r0.metric} | {fmt('valid')} | "
-                     f"{fmt('test')} | {name}={chosen} | {n} | {secs:.0f} |")
+                     f"{fmt('test')} | {ci} | {name}={chosen} | {n} | {secs:.0f} |")
     return "\n".join(lines)

@@ -28,7 +28,7 @@ is **not tested**. Intervals are not corrected for the number of comparisons.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -54,9 +54,18 @@ class ReportError(LsdkitError, ValueError):
     """Test predictions that do not belong to the table's numbers (e.g. files of another run)."""
 
 
+AUTOENCODERS = tuple(DISPLAY_NAMES[e] for e in ("tn", "nm", "tnm"))
+
+
 def latent_row(encoder: str) -> str:
-    """The table row of an encoder's latent, by display name (``LSD-TN latent``, ``MLM embedding``)."""
-    return "MLM embedding" if encoder == DISPLAY_NAMES["mlm"] else f"{encoder} latent"
+    """The table row of a latent space, by display name: an autoencoder's latent (``LSD-TN latent``)
+    or a language model's embedding (``MLM embedding``, ``NEAR embedding``)."""
+    return f"{encoder} latent" if encoder in AUTOENCODERS else f"{encoder} embedding"
+
+
+def is_learned_row(row: str) -> bool:
+    """Whether a table row is a latent space or a diffusion representation (not a feature baseline)."""
+    return row.startswith("Diffusion on ") or row.endswith((" latent", " embedding"))
 
 
 def diffusion_row(encoder: str) -> str:
@@ -143,17 +152,22 @@ def comparison_table(sweep: pd.DataFrame, baselines: pd.DataFrame | None = None,
 
 
 def floor_comparison(table: pd.DataFrame, predictions: Mapping[tuple[str, str], Predictions] | None = None,
-                     *, n_boot: int = N_BOOT, seed: int = 0, level: float = LEVEL) -> pd.DataFrame:
-    """Every learned row against the floor of its task: the best feature baseline there (by test
+                     *, floor_rows: Collection[str] | None = None, n_boot: int = N_BOOT, seed: int = 0,
+                     level: float = LEVEL) -> pd.DataFrame:
+    """Every other row against the floor of its task: the best of the floor rows there (by test
     score), with the paired bootstrap interval of the difference on the same test proteins.
-    ``verdict``: ``above the floor`` (interval above 0), ``below the floor`` (below 0), ``at the
-    floor`` (it includes 0), or ``no interval`` (no test predictions). ``predictions``: keyed
-    ``(row, task)`` (:func:`table_predictions`)."""
+    ``floor_rows``: the rows that make the floor (default: every row that is not a latent space or a
+    diffusion representation (:func:`is_learned_row`), i.e. the feature baselines). ``verdict``: ``above the floor``
+    (interval above 0), ``below the floor`` (below 0), ``at the floor`` (it includes 0), or ``no
+    interval`` (no test predictions). ``predictions``: keyed ``(row, task)`` (:func:`table_predictions`)."""
     preds = predictions or {}
-    learned = {f(name) for name in DISPLAY_NAMES.values() for f in (latent_row, diffusion_row)}
+    if floor_rows is None:
+        learned = {r for r in table["row"] if is_learned_row(r)}
+    else:
+        learned = set(table["row"]) - set(floor_rows)
     out = []
     for task, t in table.groupby("task", sort=False):
-        base = t[~t["row"].isin(learned)]          # the feature baselines (composition, dipeptide, ...)
+        base = t[~t["row"].isin(learned)]          # the floor rows (composition, dipeptide, ...)
         if base.empty:
             continue
         floor = base.loc[base["value"].idxmax()]

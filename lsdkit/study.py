@@ -51,6 +51,7 @@ class StudyConfig:
 
     preset: str = "tiny"                       # model size preset (lsdkit presets)
     encoders: tuple[str, ...] = ("tn", "nm", "mlm")
+    pretrained: tuple[str, ...] = ()           # pretrained latent spaces beside them: near, esm2:PATH[@LAYER]
     encoder_steps: int = 200
     diffusion_steps: int = 150
     max_minutes: float | None = None           # per encoder (None: train to the step budget)
@@ -127,6 +128,11 @@ def check_config(c: StudyConfig) -> None:
             raise ArgumentError(f"study config: {what}")
     for name in c.encoders:
         need(name in ENCODERS, f"unknown encoder {name!r}; choose from {sorted(ENCODERS)}")
+    from lsdkit.pretrained import is_spec
+    for name in c.pretrained:
+        need(isinstance(name, str) and is_spec(name),
+             f"pretrained: unknown pretrained model {name!r}; use near or esm2:PATH[@LAYER]")
+    need(len(set(c.pretrained)) == len(c.pretrained), f"pretrained: {list(c.pretrained)} names a model twice")
     need(c.preset in SIZES, f"unknown model preset {c.preset!r}; choose one of {sorted(SIZES)}")
     for field_name in ("tasks", "curve_tasks"):
         for task in getattr(c, field_name):
@@ -157,9 +163,28 @@ class Study:
         check_config(self.config)
 
     # -- where things are --------------------------------------------------------------------------
+    @property
+    def latent_spaces(self) -> tuple[str, ...]:
+        """The latent spaces the study diffuses on and sweeps: its encoders, then its pretrained models."""
+        return (*self.config.encoders, *self.config.pretrained)
+
+    def display_name(self, name: str) -> str:
+        """``LSD-TN``, ``MLM``, ``NEAR``, ... (table rows, figure legends)."""
+        from lsdkit.pretrained import display_name
+        return ENCODERS[name] if name in ENCODERS else display_name(name)
+
+    def _dir_name(self, name: str) -> str:
+        from lsdkit.pretrained import is_spec, slug
+        return slug(name) if is_spec(name) else name
+
     def checkpoint_path(self, name: str) -> Path:
-        """Run directory of ``name``: an encoder (tn, nm, tnm, mlm) or ``diffusion_<encoder>``."""
+        """Run directory of ``name``: an encoder (tn, nm, tnm, mlm) or ``diffusion_<latent space>``
+        (``diffusion_near`` for NEAR)."""
         return self.run_dir / name
+
+    def diffusion_path(self, name: str) -> Path:
+        """Run directory of the denoiser on latent space ``name`` (an encoder or a pretrained model)."""
+        return self.checkpoint_path(f"diffusion_{self._dir_name(name)}")
 
     def _corpus_arg(self) -> str:
         from lsdkit.data.sources import corpus_fasta
@@ -224,8 +249,12 @@ class Study:
         return latest_checkpoint(out)
 
     def autoencoder(self, name: str):
-        """Train (or load) the encoder ``name``: tn | nm | tnm (autoencoders) or mlm."""
+        """Train (or load) the encoder ``name``: tn | nm | tnm (autoencoders) or mlm; a pretrained
+        model of ``config.pretrained`` is loaded (frozen, never trained)."""
         from lsdkit.models.presets import build_encoder
+        if name in self.config.pretrained:
+            from lsdkit.pretrained import load_encoder
+            return load_encoder(name)
         if name not in ENCODERS:
             raise ArgumentError(f"unknown encoder {name!r}; choose from {sorted(ENCODERS)}")
         c = self.config
@@ -233,13 +262,13 @@ class Study:
                                       self.curve_steps()))
 
     def diffusion(self, name: str):
-        """Train (or load) the denoiser on the latents of encoder ``name``."""
+        """Train (or load) the denoiser on the latents of encoder (or pretrained model) ``name``."""
         from lsdkit.models.diffusion import LatentDiffusion
         c = self.config
         self.autoencoder(name)
-        latents = str(latest_checkpoint(self.checkpoint_path(name)))
+        latents = name if name in c.pretrained else str(latest_checkpoint(self.checkpoint_path(name)))
         cache = self.cache_dir / "latents"       # encoder latents, encoded once (lsdkit.latents)
-        ckpt = self._train(f"diffusion_{name}",
+        ckpt = self._train(self.diffusion_path(name).name,
                            lambda: LatentDiffusion.from_encoder(latents, preset=c.preset).use_latent_cache(cache),
                            c.diffusion_steps, c.max_minutes if c.diffusion_minutes is None else c.diffusion_minutes,
                            batch_tokens=c.diffusion_batch_tokens)
@@ -342,17 +371,18 @@ class Study:
         for task in tasks or c.tasks:
             if rep is None:
                 rep = self.representer(name)      # train-or-load before the checkpoint is named
-            key = json.dumps([str(latest_checkpoint(self.checkpoint_path(f"diffusion_{name}"))), ts,
+            key = json.dumps([str(latest_checkpoint(self.diffusion_path(name))), ts,
                               c.layers, probe_key, c.long_sequences], default=str)
-            path = self.run_dir / "sweeps" / f"{name}__{task}__{hashlib.sha256(key.encode()).hexdigest()[:12]}.csv"
+            digest = hashlib.sha256(key.encode()).hexdigest()[:12]
+            path = self.run_dir / "sweeps" / f"{self._dir_name(name)}__{task}__{digest}.csv"
             if path.exists() and path.with_suffix(".npz").exists():
                 frames.append(pd.read_csv(path))
                 preds.update(load_predictions(path.with_suffix(".npz")))
                 continue
             got = {}
-            df = sweep_task(rep, task, ENCODERS[name], ts=ts, layers=c.layers, config=probe, data=self.data_dir,
-                            progress=self.progress, predictions=got)
-            got = {(ENCODERS[name], task, k): p for k, p in got.items()}
+            df = sweep_task(rep, task, self.display_name(name), ts=ts, layers=c.layers, config=probe,
+                            data=self.data_dir, progress=self.progress, predictions=got)
+            got = {(self.display_name(name), task, k): p for k, p in got.items()}
             save_predictions(path.with_suffix(".npz"), got)
             save_frame(path, df)
             frames.append(df)
@@ -360,11 +390,11 @@ class Study:
         return pd.concat(frames, ignore_index=True), preds
 
     def sweep(self, tasks: tuple[str, ...] | None = None, ts: tuple[float, ...] | None = None) -> pd.DataFrame:
-        """:meth:`sweep_encoder` for every encoder of the study, written to ``sweep.csv`` (and its
-        test predictions to ``sweep.npz``)."""
+        """:meth:`sweep_encoder` for every latent space of the study (:attr:`latent_spaces`), written
+        to ``sweep.csv`` (and its test predictions to ``sweep.npz``)."""
         from lsdkit.probe import save_predictions
         frames, preds = [], {}
-        for name in self.config.encoders:
+        for name in self.latent_spaces:
             df, p = self._sweep_encoder(name, tasks, ts)
             frames.append(df)
             preds.update(p)
@@ -474,23 +504,24 @@ class Study:
         import multiprocessing as mp
         from concurrent.futures import ProcessPoolExecutor, as_completed
 
-        names = list(self.config.encoders)
+        names = list(self.latent_spaces)
         jobs = max(1, min(jobs, len(names)))
         threads = max(1, (os.cpu_count() or 1) // jobs)
         logs = self.run_dir / "logs"
         logs.mkdir(parents=True, exist_ok=True)
         args = (str(self.run_dir), dataclasses.asdict(self.config), self.data_dir, threads)
         with ProcessPoolExecutor(jobs, mp_context=mp.get_context("spawn")) as pool:
-            futures = {pool.submit(_pipeline_worker, *args, name, str(logs / f"{name}.log")): name for name in names}
+            log = {name: logs / f"{self._dir_name(name)}.log" for name in names}
+            futures = {pool.submit(_pipeline_worker, *args, name, str(log[name])): name for name in names}
             for fut in as_completed(futures):
                 name = futures[fut]
                 try:
                     seconds = fut.result()
                 except Exception as e:
-                    raise RuntimeError(f"the {ENCODERS[name]} pipeline failed: {e}; "
-                                       f"see {logs / f'{name}.log'}") from e
-                print(f"[study] {ENCODERS[name]}: trained, diffusion trained, swept in {seconds / 60:.1f} min "
-                      f"(log {logs / f'{name}.log'})", flush=True)
+                    raise RuntimeError(f"the {self.display_name(name)} pipeline failed: {e}; "
+                                       f"see {log[name]}") from e
+                print(f"[study] {self.display_name(name)}: trained, diffusion trained, swept in {seconds / 60:.1f} min "
+                      f"(log {log[name]})", flush=True)
 
     def report(self, tasks: tuple[str, ...] | None = None):
         """The study's end: the feature baselines on ``tasks`` (default: the study's), the comparison
@@ -531,7 +562,7 @@ def _pipeline_worker(run_dir: str, config: dict, data_dir, threads: int, name: s
         try:
             study = Study(run_dir, StudyConfig(**config), data_dir=data_dir, progress=False)
             study.sweep_encoder(name)
-            if study.config.curve_tasks:
+            if study.config.curve_tasks and name in study.config.encoders:
                 study.learning_curve_encoder(name)
         finally:
             sys.stdout, sys.stderr = sys.__stdout__, sys.__stderr__

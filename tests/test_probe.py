@@ -327,13 +327,20 @@ def test_result_rows_and_cv_aggregation():
         r = probe_task(*split3(X, y), spec("binary", "accuracy", extra_metrics=("auroc",)), ProbeConfig(seed=seed))
         results.append(dataclass_replace(r, representation="toy", fold=seed))
     rows = result_rows(results)
-    assert list(rows[0]) == ["representation", "task", "t", "split", "metric", "value", "hyperparams", "seed", "protocol"]
+    assert list(rows[0]) == ["representation", "task", "t", "split", "metric", "value", "hyperparams", "seed", "protocol",
+                             "seconds"]
+    test = next(r for r in rows if (r["split"], r["metric"]) == ("test", "accuracy"))
+    ci = pooled_predictions(results).interval("accuracy")      # folds pooled, resampled within each
+    assert (test["ci_low"], test["ci_high"]) == (ci.low, ci.high) and ci.low <= test["value"] <= ci.high
+    assert test["value"] == pytest.approx(ci.value)          # the mean over folds
+    assert all("ci_low" not in r for r in rows if r is not test)
     assert {(r["split"], r["metric"]) for r in rows} == {(s, m) for s in ("valid", "test")
                                                          for m in ("accuracy", "accuracy_sd", "auroc", "auroc_sd")}
     assert [r["fold"] for r in json.loads(rows[0]["hyperparams"])["runs"]] == [0, 1]
     one = result_rows(results[:1])
     assert {r["metric"] for r in one} == {"accuracy", "auroc"}
     assert "| toy | toy_binary | toy | accuracy |" in markdown_table([results])
+    assert f"| [{ci.low:.3f}, {ci.high:.3f}] |" in markdown_table([results])
 
 
 def test_probe_command_on_the_bundled_go_task(tmp_path, capsys, monkeypatch):

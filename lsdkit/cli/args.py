@@ -105,6 +105,22 @@ def names(choices, noun: str = "name") -> Callable[[str], tuple[str, ...]]:
     return convert
 
 
+def pretrained_spec(text: str) -> str:
+    """A pretrained model: ``near`` or ``esm2:PATH[@LAYER]`` (the weights are not read yet)."""
+    from lsdkit.pretrained import is_spec
+    if not is_spec(text):
+        raise argparse.ArgumentTypeError(f"unknown pretrained model {text!r}: near or esm2:PATH[@LAYER]")
+    return text
+
+
+def pretrained_specs(text: str) -> tuple[str, ...]:
+    """Comma-separated pretrained models (:func:`pretrained_spec`)."""
+    values = tuple(x.strip() for x in text.split(",") if x.strip())
+    if not values:
+        raise argparse.ArgumentTypeError("expected at least one pretrained model (near, esm2:PATH[@LAYER])")
+    return tuple(pretrained_spec(v) for v in values)
+
+
 # --- tasks: registered names or your own files ----------------------------------------------------------
 TASK_FILE_SUFFIXES = (".csv", ".tsv", ".tab", ".fasta", ".fa", ".faa", ".fas")
 

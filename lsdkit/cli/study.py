@@ -6,7 +6,8 @@ import sys
 from pathlib import Path
 
 from lsdkit.cli.args import (add_task_file_arguments, check_task_file_arguments, describe_task, flag_error,
-                             layer_list, load_task_ref, names, positive_float, positive_int, task_refs, unit_floats)
+                             layer_list, load_task_ref, names, positive_float, positive_int, pretrained_specs, task_refs,
+                             unit_floats)
 from lsdkit.cli.probe import task_names
 
 
@@ -26,6 +27,9 @@ def add_commands(sub) -> None:
     p.add_argument("--encoder-steps", type=positive_int, default=None)
     p.add_argument("--diffusion-steps", type=positive_int, default=None)
     p.add_argument("--max-minutes", type=positive_float, default=None, help="wall-time cap per encoder")
+    p.add_argument("--pretrained", type=pretrained_specs, default=None, metavar="MODEL[,MODEL]",
+                   help="pretrained latent spaces beside the encoders: near, esm2:PATH[@LAYER] (their denoisers are "
+                        "trained and swept like the encoders'; rows 'NEAR embedding', 'Diffusion on NEAR')")
     p.add_argument("--jobs", type=positive_int, default=1,
                    help="train and sweep up to N encoders in parallel processes (CPU threads split "
                         "between them; logs in OUT/logs/)")
@@ -48,6 +52,11 @@ def add_commands(sub) -> None:
     s.add_argument("--cache", default=None, help="representation cache directory")
     s.add_argument("--long", choices=("window", "truncate"), default="window",
                    help="sequences longer than the model's window: overlapping windows (default) or cut")
+    s.add_argument("--max-train", type=positive_int, default=None,
+                   help="cap on probe training rows (seeded subsample; default: per task)")
+    s.add_argument("--max-valid", type=positive_int, default=None, help="cap on probe validation rows")
+    s.add_argument("--precision", default="fp32", choices=("fp32", "bf16", "auto"),
+                   help="encoder and denoiser passes: fp32 (default) or bf16 autocast")
     s.add_argument("--out", required=True, help="tidy CSV to write (the chosen keys' test predictions go "
                                                 "beside it, same name, .npz)")
     add_task_file_arguments(s)
@@ -64,7 +73,8 @@ def _cmd_reproduce(args) -> int:
         from lsdkit.cli.notebooks import run
         return run(args.out, args.params)
     overrides = {k: v for k, v in dict(encoder_steps=args.encoder_steps, diffusion_steps=args.diffusion_steps,
-                                       max_minutes=args.max_minutes, tasks=args.tasks).items() if v is not None}
+                                       max_minutes=args.max_minutes, tasks=args.tasks,
+                                       pretrained=args.pretrained).items() if v is not None}
     study = Study(args.out, study_config(args.preset, **overrides), data_dir=args.data, progress=not args.no_progress)
     study.run(jobs=args.jobs)
     for name in ("table.md", "findings.md"):
@@ -76,7 +86,8 @@ def _cmd_reproduce(args) -> int:
 def _cmd_sweep(args) -> int:
     import pandas as pd
 
-    from lsdkit.probe import save_predictions
+    from lsdkit.data.tasks import load_task, task_folds
+    from lsdkit.probe import ProbeConfig, save_predictions
     from lsdkit.represent import LayerError, Representer
     from lsdkit.study import save_frame
     from lsdkit.sweep import sweep_task
@@ -85,7 +96,8 @@ def _cmd_sweep(args) -> int:
     for task in tasks:
         if not isinstance(task, str):
             print("\n".join(describe_task(task)), file=sys.stderr, flush=True)
-    rep = Representer(args.checkpoint, cache_dir=args.cache, long=args.long)
+    rep = Representer(args.checkpoint, cache_dir=args.cache, long=args.long, precision=args.precision)
+    cfg = ProbeConfig(max_train_rows=args.max_train, max_valid_rows=args.max_valid)
     layers = args.layers if args.layers == "all" else list(args.layers)
     try:
         rep.resolve_layers(layers)
@@ -97,7 +109,8 @@ def _cmd_sweep(args) -> int:
         got = {}
         if isinstance(task, str):
             print(describe_task(load_task(task, args.data, task_folds(task)[0]))[-1], file=sys.stderr, flush=True)
-        frames.append(sweep_task(rep, task, name, ts=args.t, layers=layers, data=args.data, predictions=got))
+        frames.append(sweep_task(rep, task, name, ts=args.t, layers=layers, config=cfg, data=args.data,
+                                 predictions=got))
         task_name = task if isinstance(task, str) else task.name
         preds.update({(name, task_name, k): p for k, p in got.items()})
     df = pd.concat(frames, ignore_index=True)
@@ -105,7 +118,29 @@ def _cmd_sweep(args) -> int:
     save_frame(Path(args.out), df)
     best = df[(df["split"] == "test") & df["selected"]]
     print(best[["representation", "task", "key", "metric", "value"]].to_string(index=False))
+    print(_latent_vs_best(best, preds))
     return 0
+
+
+def _latent_vs_best(best, preds) -> str:
+    """The test score of the latent and of the chosen (t, layer) per task, each with its 95 %
+    bootstrap interval, and their difference with its paired interval."""
+    from lsdkit.represent import feature_key
+    lines = ["", "| task | metric | latent | best (t, layer) on valid | chosen − latent |", "|---|---|---|---|---|"]
+    for (name, task), rows in best.groupby(["representation", "task"], sort=False):
+        metric = rows["metric"].iloc[0]
+        latent = preds.get((name, task, feature_key(None, None)))
+        chosen = [k for k in rows["key"] if k != feature_key(None, None)]
+        if latent is None:
+            continue
+        cells = [latent.interval(metric).format()]
+        if chosen:
+            p = preds[name, task, chosen[0]]
+            cells += [f"{p.interval(metric).format()} ({chosen[0]})", p.diff(latent, metric).format(signed=True)]
+        else:
+            cells += ["—", "—"]
+        lines.append(f"| {task} | {metric} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
 
 
 def _cmd_table(args) -> int:

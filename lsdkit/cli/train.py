@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from lsdkit.cli.args import add_group, add_train_arguments, flag_error, train_config_from_args
+from lsdkit.cli.args import add_group, add_train_arguments, flag_error, pretrained_spec, train_config_from_args
 
 
 def add_commands(sub) -> None:
@@ -26,7 +26,7 @@ def add_commands(sub) -> None:
                                        "or of --encoder (a pretrained model: near, esm2:PATH).")
     src = d.add_mutually_exclusive_group(required=True)
     src.add_argument("--latents", help="autoencoder or mlm checkpoint (or run) directory")
-    src.add_argument("--encoder", metavar="MODEL", type=_pretrained_spec,
+    src.add_argument("--encoder", metavar="MODEL", type=pretrained_spec,
                      help="a pretrained model's per-residue embeddings instead: near, or esm2:PATH[@LAYER] (ESM-2 "
                           "weights on disk); saved by reference (path + sha256), see lsdkit.pretrained")
     d.add_argument("--prediction", default="v", choices=PREDICTIONS, help="network target (default v)")
@@ -42,15 +42,6 @@ def add_commands(sub) -> None:
 
     pr = sub.add_parser("presets", help="print the model size presets with parameter counts")
     pr.set_defaults(func=_presets)
-
-
-def _pretrained_spec(text: str) -> str:
-    import argparse
-
-    from lsdkit.pretrained import is_spec
-    if not is_spec(text):
-        raise argparse.ArgumentTypeError(f"unknown pretrained model {text!r}: near or esm2:PATH[@LAYER]")
-    return text
 
 
 def _train_encoder(args) -> int:

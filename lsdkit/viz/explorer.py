@@ -32,10 +32,9 @@ def explorer_data(study, sweep: pd.DataFrame, encoder: str, task: str, n_points:
     """
     from lsdkit.data.tasks import get_task, load_task
     from lsdkit.represent import feature_key
-    from lsdkit.models.presets import DISPLAY_NAMES
     from lsdkit.sweep import chosen_curve
 
-    name = DISPLAY_NAMES[encoder]
+    name = study.display_name(encoder)
     try:
         layer, score_by_t = chosen_curve(sweep, name, task)
     except KeyError as exc:

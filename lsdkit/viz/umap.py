@@ -170,8 +170,8 @@ class LatentPoints:
 
 
 def _encoder_representers(study) -> dict:
-    from lsdkit.models.presets import DISPLAY_NAMES
-    return {DISPLAY_NAMES[name]: study.representer(name, diffusion=False) for name in study.config.encoders}
+    """A Representer of each latent space of the study (its encoders and pretrained models), by display name."""
+    return {study.display_name(name): study.representer(name, diffusion=False) for name in study.latent_spaces}
 
 
 def residue_latents(study, task: str, n_proteins: int, max_points: int, seed: int = 0) -> LatentPoints:
