@@ -750,7 +750,7 @@ def score_interval(results: list[ProbeResult], n: int = 1000, seed: int = 0, lev
 def markdown_table(results_per_task: list[list[ProbeResult]]) -> str:
     """One line per task: primary metric on valid and test (mean ± sd over folds; ± sd over probe
     seeds where the probe is stochastic), the test score's 95 % bootstrap interval
-    (:func:`test_interval`), choices, sizes and seconds (features and probes)."""
+    (:func:`score_interval`), choices, sizes and seconds (features and probes)."""
     lines = ["| representation | task | protocol | metric | valid | test | test 95 % CI | chosen | n train/valid/test "
              "| s |", "|---|---|---|---|---|---|---|---|---|---|"]
     for results in results_per_task:

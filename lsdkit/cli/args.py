@@ -113,12 +113,17 @@ def pretrained_spec(text: str) -> str:
     return text
 
 
-def pretrained_specs(text: str) -> tuple[str, ...]:
-    """Comma-separated pretrained models (:func:`pretrained_spec`)."""
-    values = tuple(x.strip() for x in text.split(",") if x.strip())
-    if not values:
-        raise argparse.ArgumentTypeError("expected at least one pretrained model (near, esm2:PATH[@LAYER])")
-    return tuple(pretrained_spec(v) for v in values)
+def comma_list(item: Callable[[str], str], noun: str) -> Callable[[str], tuple[str, ...]]:
+    """Comma-separated values, each checked by ``item`` (an argparse type), duplicates dropped."""
+    def convert(text: str) -> tuple[str, ...]:
+        values = tuple(dict.fromkeys(x.strip() for x in text.split(",") if x.strip()))
+        if not values:
+            raise argparse.ArgumentTypeError(f"expected at least one {noun}")
+        return tuple(item(v) for v in values)
+    return convert
+
+
+pretrained_specs = comma_list(pretrained_spec, "pretrained model (near, esm2:PATH[@LAYER])")
 
 
 # --- tasks: registered names or your own files ----------------------------------------------------------

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 
-from lsdkit.cli.args import (add_task_file_arguments, check_task_file_arguments, describe_task, flag_error,
+from lsdkit.cli.args import (add_task_file_arguments, check_task_file_arguments, comma_list, describe_task, flag_error,
                              load_task_ref, names, positive_int, task_refs)
 
 METRICS = ("macro_f1", "balanced_accuracy", "mcc", "auroc", "auprc")
@@ -53,18 +53,17 @@ def add_commands(sub) -> None:
     p.set_defaults(func=_cmd_probe)
 
 
-def _feature_names(text: str) -> tuple[str, ...]:
+def _feature_name(text: str) -> str:
     import argparse
 
     from lsdkit.baselines import FEATURIZERS, is_featurizer
-    values = tuple(dict.fromkeys(x.strip() for x in text.split(",") if x.strip()))
-    if not values:
-        raise argparse.ArgumentTypeError("expected at least one feature name")
-    for v in values:
-        if not is_featurizer(v):
-            raise argparse.ArgumentTypeError(f"unknown features {v!r}; choose from {', '.join(FEATURIZERS)}, near, "
-                                             "esm2:PATH[@LAYER]")
-    return values
+    if not is_featurizer(text):
+        raise argparse.ArgumentTypeError(f"unknown features {text!r}; choose from {', '.join(FEATURIZERS)}, near, "
+                                         "esm2:PATH[@LAYER]")
+    return text
+
+
+_feature_names = comma_list(_feature_name, "feature name")
 
 
 FLOOR_FEATURES = ("composition", "dipeptide", "onehot", "onehot-flat")   # the floor of the comparison

@@ -125,12 +125,12 @@ def _cmd_sweep(args) -> int:
 def _latent_vs_best(best, preds) -> str:
     """The test score of the latent and of the chosen (t, layer) per task, each with its 95 %
     bootstrap interval, and their difference with its paired interval."""
-    from lsdkit.represent import feature_key
+    from lsdkit.represent import LATENT
     lines = ["", "| task | metric | latent | best (t, layer) on valid | chosen − latent |", "|---|---|---|---|---|"]
     for (name, task), rows in best.groupby(["representation", "task"], sort=False):
         metric = rows["metric"].iloc[0]
-        latent = preds.get((name, task, feature_key(None, None)))
-        chosen = [k for k in rows["key"] if k != feature_key(None, None)]
+        latent = preds.get((name, task, LATENT))
+        chosen = [k for k in rows["key"] if k != LATENT]
         if latent is None:
             continue
         cells = [latent.interval(metric).format()]
